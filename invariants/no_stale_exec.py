@@ -1,0 +1,42 @@
+"""no_stale_exec: executable bytes outside a live program hold trap fill.
+
+A pack outlives its programs. Until fe736565efb7 (5.19, bpf_arch_text_invalidate) a
+freed program's chunks were only cleared in the bitmap: its code stayed mapped RO+X and
+could still be jumped to. Module text and a per-program JIT image are live allocations
+for as long as they are mapped; in a pack, only chunks a program holds are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invariants.no_exec_uninit import executable
+from model.actions.base import Ctx
+from model.actions.bpf_pack import chunk_cells
+from model.logic import Logic
+from model.state import OWN_PACK, PROG_NONE, TRAP, State
+
+
+def no_stale_exec(s: State, c: Ctx, L: Logic) -> Any:
+    b = c.bounds
+    owner_of_cell: dict[int, list[Any]] = {}
+    if c.flags.bpf_prog_pack:
+        for a in range(b.areas):
+            for k in range(b.chunks):
+                taken = L.any_(
+                    L.and_(L.ne(s.progs.state[p], PROG_NONE), L.eq(s.progs.area[p], a),
+                           L.eq(s.progs.chunk[p], k))
+                    for p in range(b.progs)
+                )
+                for cell in chunk_cells(c, a, k):
+                    owner_of_cell.setdefault(cell, []).append(taken)
+    terms = []
+    for f in range(b.frames):
+        area = f // b.hpage
+        is_pack = L.eq(s.areas.owner[area], OWN_PACK)
+        ex = executable(s, f, L)
+        for cell in range(f * b.cells, (f + 1) * b.cells):
+            # outside a pack, executable memory is a module or JIT image, live while mapped
+            live = L.or_(L.not_(is_pack), L.any_(owner_of_cell.get(cell, [])))
+            terms.append(L.implies(L.and_(ex, L.not_(live)), L.eq(s.pages.content[cell], TRAP)))
+    return L.all_(terms)

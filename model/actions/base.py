@@ -1,0 +1,103 @@
+"""What an action is: a kernel function as guard + effect over a `Logic`, with a finite
+parameter domain. Parameters are concrete in both interpretations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.bounds import Bounds
+from model.logic import Logic
+from model.profiles import Flags
+from model.state import State
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Everything an action may consult that is not state: bounds, kernel flags, faults."""
+
+    bounds: Bounds
+    flags: Flags
+    faults: bool = False  # page-table allocations may fail (an environment switch)
+
+    @property
+    def fail_choices(self) -> tuple[bool, ...]:
+        return (False, True) if self.faults else (False,)
+
+
+Guard = Callable[[State, Params, Ctx, Logic], Any]
+Effect = Callable[[State, Params, Ctx, Logic], State]
+Domain = Callable[[Ctx], Iterable[Params]]
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    subsystem: str
+    params: tuple[str, ...]
+    domain: Domain
+    guard: Guard
+    effect: Effect
+    doc: str = field(default="")
+
+    def instances(self, c: Ctx) -> list[Instance]:
+        out = []
+        for p in self.domain(c):
+            if tuple(p) != self.params:
+                raise ValueError(f"{self.name}: domain yields {tuple(p)}, declared {self.params}")
+            out.append(Instance(self, tuple(p.items())))
+        return out
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One action with all its parameters fixed: what a step of any engine picks."""
+
+    action: Action
+    items: tuple[tuple[str, Any], ...]
+
+    @property
+    def params(self) -> Params:
+        return dict(self.items)
+
+    @property
+    def name(self) -> str:
+        return self.action.name
+
+    def guard(self, s: State, c: Ctx, L: Logic) -> Any:
+        return self.action.guard(s, self.params, c, L)
+
+    def effect(self, s: State, c: Ctx, L: Logic) -> State:
+        return self.action.effect(s, self.params, c, L)
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                         for k, v in self.items)
+        return f"{self.name}({args})"
+
+
+REGISTRY: list[Action] = []
+
+
+def action(subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard) -> Callable[[Effect], Effect]:
+    """Register `effect` as an action named after it; its docstring is the action's doc."""
+
+    def deco(effect: Effect) -> Effect:
+        name = effect.__name__.removesuffix("_")
+        REGISTRY.append(Action(name, subsystem, params, domain, guard, effect,
+                               (effect.__doc__ or "").strip()))
+        return effect
+
+    return deco
+
+
+def product(**domains: Iterable[Any]) -> list[Params]:
+    """Every combination of the named finite domains, in a fixed order."""
+    out: list[Params] = [{}]
+    for name, values in domains.items():
+        vals = list(values)
+        out = [{**p, name: v} for p in out for v in vals]
+    return out

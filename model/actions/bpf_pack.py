@@ -1,0 +1,162 @@
+"""bpf_prog_pack (kernel/bpf/core.c, 57631054fae6, 5.18-rc1): JIT images packed into
+shared RO+X packs, chunks tracked by a bitmap, programs copied in with text_poke."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from model.actions.base import Ctx, action, product
+from model.actions.code import _progs, module_alloc, module_alloc_huge, module_memfree
+from model.actions.cpa import set_memory_ro, set_memory_x
+from model.actions.vmalloc import area_free, set_vm_flush_reset_perms
+from model.logic import Logic
+from model.state import (
+    CODE,
+    OWN_PACK,
+    PROG_ALLOCATED,
+    PROG_LIVE,
+    PROG_NONE,
+    TRAP,
+    UNINIT,
+    State,
+)
+
+
+def pack_pages(c: Ctx) -> int:
+    """BPF_PROG_PACK_SIZE in frames: PAGE_SIZE, HPAGE_PMD_SIZE, or PMD_SIZE * nodes."""
+    return 1 if c.flags.pack_size == "page" else c.bounds.hpage
+
+
+def chunk_cells(c: Ctx, area: int, chunk: int) -> range:
+    """The content cells of one BPF_PROG_CHUNK_SIZE chunk of the pack in `area`."""
+    per = pack_pages(c) * c.bounds.cells // c.bounds.chunks
+    first = c.bounds.zone(area).start * c.bounds.cells + chunk * per
+    return range(first, first + per)
+
+
+def bit(c: Ctx, area: int, chunk: int) -> int:
+    return area * c.bounds.chunks + chunk
+
+
+def has_room(s: State, area: int, c: Ctx, L: Logic) -> Any:
+    return L.and_(L.eq(s.areas.owner[area], OWN_PACK),
+                  L.any_(L.not_(s.areas.bitmap[bit(c, area, k)]) for k in range(c.bounds.chunks)))
+
+
+def _fill(s: State, cells: range, value: int, L: Logic) -> State:
+    cont = s.pages.content
+    for k in cells:
+        cont = L.store(cont, k, value)
+    return s.replace(pages=replace(s.pages, content=cont))
+
+
+def _set_bit(s: State, i: int, v: Any, L: Logic) -> State:
+    return s.replace(areas=replace(s.areas, bitmap=L.store(s.areas.bitmap, i, v)))
+
+
+
+def _new_pack_domain(c: Ctx) -> list[dict[str, Any]]:
+    if not c.flags.bpf_prog_pack:
+        return []
+    n = pack_pages(c)
+    # only a multi-page pack mapped with 4 KiB pages can land unaligned to its own size
+    alignments = (True, False) if n > 1 and not module_alloc_huge(c, n) else (True,)
+    return product(prog=range(c.bounds.progs), area=range(c.bounds.areas),
+                   aligned=alignments, fail=c.fail_choices)
+
+
+def _new_pack_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
+    return L.and_(
+        L.eq(s.progs.state[p["prog"]], PROG_NONE),
+        L.not_(L.any_(has_room(s, a, c, L) for a in range(c.bounds.areas))),
+        area_free(s, p["area"], pack_pages(c), c, L),
+    )
+
+
+@action("bpf", ("prog", "area", "aligned", "fail"), _new_pack_domain, _new_pack_guard)
+def alloc_new_pack(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_prog_pack_alloc when no pack has room -> alloc_new_pack (kernel/bpf/core.c):
+    module_alloc(BPF_PROG_PACK_SIZE), fill with illegal instructions from d88bb5eed04c
+    (5.19), set_vm_flush_reset_perms, set_memory_ro, set_memory_x (errors ignored);
+    the program takes the first chunk."""
+    area, n = p["area"], pack_pages(c)
+    s = module_alloc(s, area, n, OWN_PACK, c, L, aligned=p["aligned"],
+                     content=TRAP if c.flags.pack_fill else UNINIT)
+    if c.flags.free_resets_perms:
+        s = set_vm_flush_reset_perms(s, area, L)
+    whole = range(c.bounds.zone(area).start, c.bounds.zone(area).start + n)
+    s = set_memory_ro(s, area, whole, p["fail"], c, L)
+    s = set_memory_x(s, area, whole, p["fail"], c, L)
+    s = _set_bit(s, bit(c, area, 0), True, L)
+    return _progs(s, L, p["prog"], PROG_ALLOCATED, area, 0)
+
+
+def _alloc_domain(c: Ctx) -> list[dict[str, Any]]:
+    if not c.flags.bpf_prog_pack:
+        return []
+    return product(prog=range(c.bounds.progs), area=range(c.bounds.areas),
+                   chunk=range(c.bounds.chunks))
+
+
+def _first_fit(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
+    area, chunk = p["area"], p["chunk"]
+    bm = s.areas.bitmap
+    return L.and_(
+        L.eq(s.progs.state[p["prog"]], PROG_NONE),
+        L.eq(s.areas.owner[area], OWN_PACK),
+        L.not_(bm[bit(c, area, chunk)]),
+        L.all_(bm[bit(c, area, k)] for k in range(chunk)),
+        L.not_(L.any_(has_room(s, a, c, L) for a in range(area))),
+    )
+
+
+@action("bpf", ("prog", "area", "chunk"), _alloc_domain, _first_fit)
+def bpf_prog_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_prog_pack_alloc (kernel/bpf/core.c, 5.18-rc1 on): first fit over the packs in
+    list order, bitmap_find_next_zero_area for a free chunk, bitmap_set."""
+    s = _set_bit(s, bit(c, p["area"], p["chunk"]), True, L)
+    return _progs(s, L, p["prog"], PROG_ALLOCATED, p["area"], p["chunk"])
+
+
+def _owns(s: State, p: dict[str, Any], L: Logic) -> Any:
+    return L.and_(L.eq(s.progs.area[p["prog"]], p["area"]),
+                  L.eq(s.progs.chunk[p["prog"]], p["chunk"]))
+
+
+@action("bpf", ("prog", "area", "chunk"), _alloc_domain,
+        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED), _owns(s, p, L)))
+def bpf_arch_text_copy(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_arch_text_copy -> text_poke_copy (arch/x86/kernel/alternative.c, 5.18-rc1):
+    copy the JIT's finished image into the RO+X pack through a temporary mm that maps the
+    target writable on this CPU only; the kernel mapping never becomes writable."""
+    s = _fill(s, chunk_cells(c, p["area"], p["chunk"]), CODE, L)
+    return _progs(s, L, p["prog"], PROG_LIVE)
+
+
+def _free_domain(c: Ctx) -> list[dict[str, Any]]:
+    if not c.flags.bpf_prog_pack:
+        return []
+    return product(prog=range(c.bounds.progs), area=range(c.bounds.areas),
+                   chunk=range(c.bounds.chunks), fail=c.fail_choices)
+
+
+@action("bpf", ("prog", "area", "chunk", "fail"), _free_domain,
+        lambda s, p, c, L: L.and_(L.ne(s.progs.state[p["prog"]], PROG_NONE), _owns(s, p, L)))
+def bpf_prog_pack_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_prog_pack_free (kernel/bpf/core.c): find the program's pack (by masking the
+    address with the pack size, or from ea2babac63d4 (6.0) by range); if none is found,
+    WARN_ONCE and leak. Otherwise refill its chunks with bpf_arch_text_invalidate
+    (fe736565efb7, 5.19), clear its bits, and free a pack left empty with module_memfree."""
+    area, chunk = p["area"], p["chunk"]
+    s = _progs(s, L, p["prog"], PROG_NONE)
+    found = True if c.flags.pack_lookup == "range" else s.areas.aligned[area]
+
+    def release(t: State) -> State:
+        if c.flags.pack_invalidate:
+            t = _fill(t, chunk_cells(c, area, chunk), TRAP, L)
+        t = _set_bit(t, bit(c, area, chunk), False, L)
+        empty = L.not_(L.any_(t.areas.bitmap[bit(c, area, k)] for k in range(c.bounds.chunks)))
+        return L.when(empty, t, lambda u: module_memfree(u, area, pack_pages(c), p["fail"], c, L))
+
+    return L.when(found, s, release)

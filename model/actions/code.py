@@ -1,0 +1,235 @@
+"""Loading code: module_alloc and the module loader, the per-program BPF JIT image, and
+the W^X steps both share (kernel/module.c, arch/x86/kernel/module.c, kernel/bpf/core.c,
+include/linux/filter.h)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from model.actions.base import Ctx, action, product
+from model.actions.cpa import set_memory_nx, set_memory_ro, set_memory_rw, set_memory_x
+from model.actions.vmalloc import (
+    area_free,
+    area_is,
+    is_huge,
+    set_vm_flush_reset_perms,
+    sizes,
+    vm_area_alloc,
+    vunmap,
+)
+from model.logic import Logic
+from model.state import (
+    CODE,
+    DATA,
+    OWN_BPF_JIT,
+    OWN_MODULE,
+    PH_ALLOCATED,
+    PH_HALF,
+    PH_LOCKED,
+    PH_WRITTEN,
+    PROG_ALLOCATED,
+    PROG_LIVE,
+    PROG_NONE,
+    TRAP,
+    UNINIT,
+    Progs,
+    State,
+)
+
+
+def module_alloc(
+    s: State, area: int, npages: int, owner: int, c: Ctx, L: Logic,
+    aligned: bool = True, content: int = UNINIT,
+) -> State:
+    """module_alloc(size) (arch/x86/kernel/module.c): __vmalloc_node_range in the module
+    area, PAGE_KERNEL_EXEC before 5.2 and PAGE_KERNEL from f2c65fb3221a (5.2); huge under
+    the vmalloc rule unless it passes VM_NO_HUGE_VMAP (powerpc, 121e6f3258fe)."""
+    huge = module_alloc_huge(c, npages)
+    exec_ = c.flags.module_alloc_prot == "rwx"
+    return vm_area_alloc(s, area, npages, owner, huge, exec_, c, L, aligned, content)
+
+
+def module_alloc_huge(c: Ctx, npages: int) -> bool:
+    return is_huge(c, npages, opt_out=c.flags.module_alloc_no_huge)
+
+
+def module_memfree(s: State, area: int, npages: int, fail: bool, c: Ctx, L: Logic,
+                   text: range | None = None) -> State:
+    """module_memfree (kernel/module.c): vfree. Before VM_FLUSH_RESET_PERMS the owner first
+    restored the permissions by hand (module_disable_ro / disable_ro_nx, 5.1)."""
+    fl = c.flags
+    if not fl.flush_reset_perms and fl.free_resets_perms and text is not None:
+        s = set_memory_nx(s, area, text, fail, c, L)
+        s = set_memory_rw(s, area, text, fail, c, L)
+    return vunmap(s, area, npages, module_alloc_huge(c, npages), fail, c, L)
+
+
+def text_range(c: Ctx, area: int, npages: int, owner: int) -> range:
+    """Pages of an image that become RO+X: a JIT image whole; a module all but its last
+    page, which holds data (layout_sections page-aligns text and data)."""
+    start = c.bounds.zone(area).start
+    if owner == OWN_MODULE and npages > 1:
+        return range(start, start + npages - 1)
+    return range(start, start + npages)
+
+
+def _flush_on_alloc(s: State, area: int, c: Ctx, L: Logic) -> State:
+    if c.flags.flush_reset_perms and c.flags.free_resets_perms:
+        return set_vm_flush_reset_perms(s, area, L)
+    return s
+
+
+def _set_phase(s: State, area: int, phase: int, L: Logic) -> State:
+    return s.replace(areas=replace(s.areas, phase=L.store(s.areas.phase, area, phase)))
+
+
+# ---- the module loader -------------------------------------------------------------
+
+
+@action("module", ("area", "npages"),
+        lambda c: product(area=range(c.bounds.areas), npages=sizes(c)),
+        lambda s, p, c, L: area_free(s, p["area"], p["npages"], c, L))
+def move_module(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """move_module (kernel/module.c): module_alloc the core image, memset it to zero and
+    copy the sections in while it is still writable: text pages then a data page. From
+    5.2 the loader marks the image VM_FLUSH_RESET_PERMS."""
+    area, n = p["area"], p["npages"]
+    s = module_alloc(s, area, n, OWN_MODULE, c, L, content=CODE)
+    if n > 1:
+        cells = c.bounds.cells
+        last = c.bounds.zone(area).start + n - 1
+        cont = s.pages.content
+        for k in range(last * cells, (last + 1) * cells):
+            cont = L.store(cont, k, DATA)
+        s = s.replace(pages=replace(s.pages, content=cont))
+    s = _flush_on_alloc(s, area, c, L)
+    return _set_phase(s, area, PH_WRITTEN, L)
+
+
+def _lock_domain(c: Ctx) -> list[dict[str, Any]]:
+    return product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices)
+
+
+def _owner_of_image(s: State, area: int, npages: int, L: Logic) -> Any:
+    return L.or_(area_is(s, area, npages, OWN_MODULE, L),
+                 L.and_(area_is(s, area, npages, OWN_BPF_JIT, L), L.eq(npages, 1)))
+
+
+def _lock_step(s: State, p: dict[str, Any], c: Ctx, L: Logic, which: str) -> Any:
+    """Where the W^X protocol of the version lets the owner call `which` next."""
+    fl = c.flags
+    first = "ro" if fl.lock_order == "ro_then_x" else "x"
+    if fl.module_alloc_prot == "rwx":
+        if which != "ro":
+            return False  # already executable: nothing to make executable
+        at = L.eq(s.areas.phase[p["area"]], PH_WRITTEN)
+    else:
+        at = L.eq(s.areas.phase[p["area"]], PH_WRITTEN if which == first else PH_HALF)
+    return L.and_(_owner_of_image(s, p["area"], p["npages"], L), at)
+
+
+def _after_lock_step(s: State, area: int, c: Ctx, L: Logic) -> State:
+    done = c.flags.module_alloc_prot == "rwx"
+    nxt = L.ite(L.eq(s.areas.phase[area], PH_WRITTEN), PH_LOCKED if done else PH_HALF, PH_LOCKED)
+    return _set_phase(s, area, nxt, L)
+
+
+def _image_text(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> range:
+    # a BPF JIT image is always one page; only a module has a data page to leave alone
+    owner = OWN_MODULE if p["npages"] > 1 else OWN_BPF_JIT
+    return text_range(c, p["area"], p["npages"], owner)
+
+
+@action("code", ("area", "npages", "fail"), _lock_domain,
+        lambda s, p, c, L: _lock_step(s, p, c, L, "ro"))
+def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """set_memory_ro on a module's text (module_enable_ro, kernel/module.c) or a JIT
+    image (bpf_jit_binary_lock_ro, include/linux/filter.h): clear _PAGE_RW on the vmalloc
+    PTEs and the direct-map alias. The callers ignore its error (5.2 to 6.x)."""
+    s = set_memory_ro(s, p["area"], _image_text(s, p, c, L), p["fail"], c, L)
+    return _after_lock_step(s, p["area"], c, L)
+
+
+@action("code", ("area", "npages", "fail"), _lock_domain,
+        lambda s, p, c, L: _lock_step(s, p, c, L, "x"))
+def set_memory_x_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """set_memory_x on a module's text (module_enable_x, 5.2) or a JIT image
+    (bpf_jit_binary_lock_ro): clear _PAGE_NX on the vmalloc PTEs only."""
+    s = set_memory_x(s, p["area"], _image_text(s, p, c, L), p["fail"], c, L)
+    return _after_lock_step(s, p["area"], c, L)
+
+
+@action("module", ("area", "npages", "fail"),
+        lambda c: product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices),
+        lambda s, p, c, L: L.and_(area_is(s, p["area"], p["npages"], OWN_MODULE, L),
+                                  L.eq(s.areas.phase[p["area"]], PH_LOCKED)))
+def module_memfree_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """free_module -> module_memfree (kernel/module.c): unload a module, restoring the
+    permissions by hand before 5.2, through VM_FLUSH_RESET_PERMS from 5.2."""
+    text = text_range(c, p["area"], p["npages"], OWN_MODULE)
+    return module_memfree(s, p["area"], p["npages"], p["fail"], c, L, text)
+
+
+# ---- BPF before packs: one JIT image per program ----------------------------------
+
+
+def _progs(s: State, L: Logic, prog: int, state: int, area: int | None = None,
+           chunk: int | None = None) -> State:
+    pr = s.progs
+    return s.replace(progs=Progs(
+        L.store(pr.state, prog, state),
+        pr.area if area is None else L.store(pr.area, prog, area),
+        pr.chunk if chunk is None else L.store(pr.chunk, prog, chunk),
+    ))
+
+
+def prog_at(s: State, prog: int, area: int, L: Logic) -> Any:
+    return L.and_(L.ne(s.progs.state[prog], PROG_NONE), L.eq(s.progs.area[prog], area))
+
+
+@action("bpf", ("prog", "area"),
+        lambda c: [] if c.flags.bpf_prog_pack else
+        product(prog=range(c.bounds.progs), area=range(c.bounds.areas)),
+        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_NONE),
+                                  area_free(s, p["area"], 1, c, L)))
+def bpf_jit_binary_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_jit_binary_alloc (kernel/bpf/core.c, before packs): module_alloc one image
+    and fill all of it with illegal instructions (bpf_fill_ill_insns, INT3 on x86)."""
+    s = module_alloc(s, p["area"], 1, OWN_BPF_JIT, c, L, content=TRAP)
+    s = _flush_on_alloc(s, p["area"], c, L)
+    return _progs(s, L, p["prog"], PROG_ALLOCATED, p["area"], 0)
+
+
+@action("bpf", ("prog", "area"),
+        lambda c: [] if c.flags.bpf_prog_pack else
+        product(prog=range(c.bounds.progs), area=range(c.bounds.areas)),
+        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED),
+                                  L.eq(s.progs.area[p["prog"]], p["area"]),
+                                  L.eq(s.areas.phase[p["area"]], PH_ALLOCATED)))
+def bpf_int_jit_compile(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_int_jit_compile (arch/x86/net/bpf_jit_comp.c, before packs): emit the program
+    into its image while the image is still RW+NX."""
+    first = c.bounds.zone(p["area"]).start * c.bounds.cells
+    s = s.replace(pages=replace(s.pages, content=L.store(s.pages.content, first, CODE)))
+    s = _set_phase(s, p["area"], PH_WRITTEN, L)
+    return _progs(s, L, p["prog"], PROG_LIVE)
+
+
+@action("bpf", ("prog", "area", "fail"),
+        lambda c: [] if c.flags.bpf_prog_pack else
+        product(prog=range(c.bounds.progs), area=range(c.bounds.areas), fail=c.fail_choices),
+        lambda s, p, c, L: L.and_(prog_at(s, p["prog"], p["area"], L),
+                                  L.eq(s.areas.owner[p["area"]], OWN_BPF_JIT),
+                                  L.or_(L.eq(s.areas.phase[p["area"]], PH_LOCKED),
+                                        L.eq(s.areas.phase[p["area"]], PH_ALLOCATED))))
+def bpf_jit_binary_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_jit_binary_free (kernel/bpf/core.c): module_memfree the image of a dead (or
+    never compiled) program; before 5.2 bpf_jit_binary_unlock_ro made it RW first."""
+    text = range(c.bounds.zone(p["area"]).start, c.bounds.zone(p["area"]).start + 1)
+    s = module_memfree(s, p["area"], 1, p["fail"], c, L, text)
+    return _progs(s, L, p["prog"], PROG_NONE)
+
+
+def is_text_owner(owner: int) -> bool:
+    return owner in (OWN_MODULE, OWN_BPF_JIT)

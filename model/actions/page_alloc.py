@@ -1,0 +1,171 @@
+"""The page allocator: struct page life cycle (mm/page_alloc.c, include/linux/mm.h).
+
+These are the functions the other subsystems call; they are not steps of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.actions.base import Ctx
+from model.logic import Logic
+from model.state import (
+    MAPPING_NULL,
+    PG_BASE,
+    PG_FREE,
+    PG_HEAD,
+    PG_TAIL,
+    TAIL_MAPPING,
+    UNINIT,
+    Pages,
+    State,
+)
+
+
+def frames_free(s: State, frames: range, L: Logic) -> Any:
+    return L.all_(L.eq(s.pages.kind[f], PG_FREE) for f in frames)
+
+
+def alloc_pages(s: State, frames: range, compound: bool, content: int, c: Ctx, L: Logic) -> State:
+    """alloc_pages(gfp, order) (mm/page_alloc.c): a 2^order block fresh from the buddy
+    allocator; with __GFP_COMP a compound page: the head holds the order and the only
+    refcount, every tail has _refcount 0, mapping TAIL_MAPPING and compound_head = head|1
+    (prep_compound_page). Without it, only the first page's refcount is set."""
+    p = s.pages
+    kind, ref, mapping = list(p.kind), list(p.refcount), list(p.mapping)
+    lru, index, private = list(p.lru), list(p.index), list(p.private)
+    cont = list(p.content)
+    cells = c.bounds.cells
+    first = frames[0]
+    for f in frames:
+        if compound and len(frames) > 1:
+            kind[f] = PG_HEAD if f == first else PG_TAIL
+            mapping[f] = MAPPING_NULL if f == first else TAIL_MAPPING
+        else:
+            kind[f] = PG_BASE
+            mapping[f] = MAPPING_NULL
+        ref[f] = 1 if (f == first or not compound) else 0
+        lru[f] = index[f] = private[f] = False
+        for k in range(f * cells, (f + 1) * cells):
+            cont[k] = content
+    return s.replace(pages=Pages(tuple(kind), tuple(ref), p.mapcount, tuple(mapping),
+                                 tuple(lru), tuple(index), tuple(private), tuple(cont),
+                                 p.bad_page))
+
+
+def split_page(s: State, frames: range, c: Ctx, L: Logic) -> State:
+    """split_page(page, order) (mm/page_alloc.c): turn a non-compound high-order block into
+    independent order-0 pages, each with refcount 1 (3b8000ae185c uses it for huge vmalloc
+    backing, 5.18-rc4). Modelled at allocation, so the pieces are fresh."""
+    return alloc_pages(s, frames, False, UNINIT, c, L)
+
+
+def vmalloc_pages(s: State, frames: range, huge: bool, c: Ctx, L: Logic, content: int = UNINIT) -> State:
+    """vm_area_alloc_pages (mm/vmalloc.c): order-0 pages one by one, or for a huge mapping
+    PMD-order blocks, compound (121e6f3258fe, 5.13) or split (3b8000ae185c, 5.18-rc4)."""
+    if not huge:
+        s2 = s
+        for f in frames:
+            s2 = alloc_pages(s2, range(f, f + 1), False, content, c, L)
+        return s2
+    compound = c.flags.huge_backing == "compound"
+    return alloc_pages(s, frames, compound, content, c, L)
+
+
+def compound_target(s: State, f: int, c: Ctx, L: Logic) -> tuple[Any, int]:
+    """compound_head(page) (include/linux/page-flags.h): a page whose compound_head word
+    has bit 0 set is a tail and is redirected to its head. A driver that wrote page->lru
+    cleared that bit, so the kernel then treats the tail as its own head."""
+    head = f - f % c.bounds.hpage
+    is_tail = L.and_(L.eq(s.pages.kind[f], PG_TAIL), L.not_(s.pages.lru[f]))
+    return is_tail, head
+
+
+def _free_block(s: State, frames: range, cond: Any, c: Ctx, L: Logic) -> State:
+    """__free_pages_ok after the last reference: free_pages_prepare checks every page
+    (free_pages_check: mapping NULL, mapcount 0; free_tail_pages_check: PageTail set,
+    compound_head consistent, mapping == TAIL_MAPPING on tails from the third, with
+    CONFIG_DEBUG_VM). A page that fails is
+    reported ("BUG: Bad page state") and leaked, never returned to the buddy allocator."""
+    p = s.pages
+    head = frames[0]
+    ok_terms = [L.eq(p.mapping[head], MAPPING_NULL), L.eq(p.mapcount[head], 0)]
+    for i, f in enumerate(frames[1:], start=1):
+        ok_terms += [L.eq(p.kind[f], PG_TAIL), L.not_(p.lru[f]), L.eq(p.mapcount[f], 0)]
+        # tails 1 and 2 keep compound metadata in ->mapping: only tails from 3 are checked
+        if i >= 3:
+            ok_terms.append(L.eq(p.mapping[f], TAIL_MAPPING))
+    ok = L.all_(ok_terms)
+    free = L.and_(cond, ok)
+    bad = L.and_(cond, L.not_(ok))
+    kind, mapping = p.kind, p.mapping
+    for f in frames:
+        kind = L.store(kind, f, L.ite(free, PG_FREE, kind[f]))
+        mapping = L.store(mapping, f, L.ite(free, MAPPING_NULL, mapping[f]))
+    return s.replace(pages=Pages(kind, p.refcount, p.mapcount, mapping, p.lru, p.index,
+                                 p.private, p.content, L.ite(bad, L.add(p.bad_page, 1), p.bad_page)))
+
+
+def put_page(s: State, f: int, c: Ctx, L: Logic) -> State:
+    """put_page(page) (include/linux/mm.h): drop a reference on compound_head(page);
+    the last one frees the whole compound page (or the single page) through
+    __free_pages_ok with its free-time checks."""
+    is_tail, head = compound_target(s, f, c, L)
+    is_head = L.eq(s.pages.kind[head], PG_HEAD)
+    p = s.pages
+    # the refcount lands on the head when the page is (still recognisably) a tail
+    ref = p.refcount
+    ref_head = L.ite(is_tail, L.sub(ref[head], 1), ref[head])
+    ref = L.store(ref, head, ref_head) if head != f else ref
+    ref = L.store(ref, f, L.ite(is_tail, ref[f], L.sub(ref[f], 1)))
+    s = s.replace(pages=_with(p, refcount=ref))
+    block = range(head, head + c.bounds.hpage)
+    to_zero_head = L.and_(is_tail, L.eq(ref[head], 0))
+    to_zero_self = L.and_(L.not_(is_tail), L.eq(ref[f], 0))
+    if head != f:
+        s = _free_block(s, block, L.and_(to_zero_head, is_head), c, L)
+        return _free_block(s, range(f, f + 1), to_zero_self, c, L)
+    # f is itself the head (or a base page)
+    self_head = L.eq(s.pages.kind[f], PG_HEAD)
+    s = _free_block(s, block, L.and_(to_zero_self, self_head), c, L)
+    return _free_block(s, range(f, f + 1), L.and_(to_zero_self, L.not_(self_head)), c, L)
+
+
+def get_page(s: State, f: int, c: Ctx, L: Logic) -> State:
+    """get_page(page) (include/linux/mm.h): take a reference on compound_head(page)."""
+    is_tail, head = compound_target(s, f, c, L)
+    ref = s.pages.refcount
+    if head != f:
+        ref = L.store(ref, head, L.ite(is_tail, L.add(ref[head], 1), ref[head]))
+    ref = L.store(ref, f, L.ite(is_tail, ref[f], L.add(ref[f], 1)))
+    return s.replace(pages=_with(s.pages, refcount=ref))
+
+
+def get_page_ok(s: State, f: int, c: Ctx, L: Logic) -> Any:
+    """The model's bound on refcounts: get_page is possible while below max_ref."""
+    is_tail, head = compound_target(s, f, c, L)
+    target = L.ite(is_tail, s.pages.refcount[head], s.pages.refcount[f])
+    return L.lt(target, c.bounds.max_ref)
+
+
+def put_page_ok(s: State, f: int, c: Ctx, L: Logic) -> Any:
+    """put_page on a refcount of 0 is an underflow the model does not follow further."""
+    is_tail, head = compound_target(s, f, c, L)
+    target = L.ite(is_tail, s.pages.refcount[head], s.pages.refcount[f])
+    return L.lt(0, target)
+
+
+def free_vmalloc_pages(s: State, frames: range, huge: bool, c: Ctx, L: Logic) -> State:
+    """__vunmap's loop (mm/vmalloc.c): __free_pages(area->pages[i], page_order) for each
+    backing block: drop vmalloc's reference; pages still referenced by others live on."""
+    if huge and c.flags.huge_backing == "compound":
+        return put_page(s, frames[0], c, L)
+    for f in frames:
+        s = put_page(s, f, c, L)
+    return s
+
+
+def _with(p: Pages, **changes: Any) -> Pages:
+    from dataclasses import replace
+
+    return replace(p, **changes)

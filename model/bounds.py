@@ -1,0 +1,84 @@
+"""Bounds: the small scope every engine explores (as in Alloy or TLC's CONSTANTS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+class BoundsError(ValueError):
+    """Bounds that make no model: the message is one line, meant for a user."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How big the modelled machine is.
+
+    A real 2 MiB huge page is `hpage` frames; nothing in the model hard-codes 512. Each vm
+    area slot owns one huge-page-aligned zone of `hpage` frames, which is also one leaf of
+    the direct map, so `frames` is always `areas * hpage`: placing backing memory is the
+    allocator's business, and the bugs live in what happens inside a zone.
+    """
+
+    frames: int = 16  # physical frames (struct pages)
+    hpage: int = 4  # frames per PMD-sized huge page / direct-map leaf
+    areas: int = 4  # vm area slots (vmalloc, module_alloc, packs)
+    chunks: int = 4  # bpf_prog_pack chunks per pack; also content cells per frame
+    progs: int = 2  # BPF program slots
+    refs: int = 2  # driver-held struct page pointers (vmalloc_to_page)
+    max_ref: int = 3  # largest _refcount / _mapcount the model lets a driver build up
+
+    LIMITS = {
+        "frames": (2, 64),
+        "hpage": (2, 16),
+        "areas": (1, 8),
+        "chunks": (1, 8),
+        "progs": (1, 4),
+        "refs": (0, 4),
+        "max_ref": (2, 8),
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            lo, hi = self.LIMITS[f.name]
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise BoundsError(f"bound {f.name}={v!r} is out of range {lo}..{hi}")
+        if self.frames != self.areas * self.hpage:
+            raise BoundsError(
+                f"frames={self.frames} must equal areas*hpage={self.areas * self.hpage} "
+                "(each vm area slot owns one huge-page zone)"
+            )
+
+    @property
+    def cells(self) -> int:
+        """Content cells per frame: a one-frame pack holds `chunks` chunks."""
+        return self.chunks
+
+    def zone(self, area: int) -> range:
+        """The frames that back vm area slot `area`."""
+        return range(area * self.hpage, (area + 1) * self.hpage)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def parse(cls, text: str) -> Bounds:
+        """`frames=16,hpage=4,...`; `frames` follows `areas*hpage` unless given."""
+        values: dict[str, int] = {}
+        for item in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or key not in cls.LIMITS:
+                raise BoundsError(f"bad bound {item!r}; known: {', '.join(cls.LIMITS)}")
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                raise BoundsError(f"bound {key} needs an integer, got {raw.strip()!r}") from None
+        if "frames" not in values:
+            values["frames"] = values.get("areas", 4) * values.get("hpage", 4)
+        elif "areas" not in values and values["frames"] % values.get("hpage", 4) == 0:
+            values["areas"] = values["frames"] // values.get("hpage", 4)
+        return cls(**values)
+
+
+DEFAULT_BOUNDS = Bounds()

@@ -1,0 +1,1 @@
+"""How the model's state space is searched, and what is done with a counterexample."""
