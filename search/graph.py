@@ -7,13 +7,16 @@ Def-use approximation (also in counterexamples/README.md):
   (writing an equal value is not a definition).
 - A step *reads* a leaf of the state before it when that leaf's value takes part in a
   computation while the step's guard and effect run on the concrete model (and, for the
-  last step, while the violated invariant is evaluated on the final state). Every leaf is
+  last step, the leaves the invariant's failure depends on, below). Every leaf is
   wrapped in a `_Tagged` value that records itself when compared, added, truth-tested,
   hashed or used as an index; copying a value unchanged (`list(tup)`, `replace`, `ite`'s
   untaken branch) is not a read. This is dynamic dependence: exact for the run recorded,
   blind to leaves the run skipped by short-circuit (`all`, `any` stop early), and it
   counts every comparison a guard makes, even one whose outcome did not matter. If the
   model ever rejects a tagged value, the step conservatively reads every leaf.
+- The violation's own reads are by provenance (`_WhyLogic`): a false conjunction depends
+  on its false terms only, so frames the invariant merely checked and found fine are not
+  causes. With several independent failures, the union of all of them.
 - A causal edge j -> k means step k read a leaf whose last writer was step j. The initial
   state (node 0) defines everything else and gets only the path edge.
 """
@@ -118,6 +121,126 @@ def reads_of(run: Callable[[State], Any], s: State) -> frozenset[str]:
     return frozenset(log)
 
 
+class _Why:
+    """A value with the leaves it was computed from (its provenance)."""
+
+    __slots__ = ("t", "v")
+
+    def __init__(self, v: Any, t: frozenset[str]) -> None:
+        self.v, self.t = v, t
+
+    def _no(self, *_: Any) -> Any:
+        # Python-level use of a leaf would bypass the provenance: refuse, so that the
+        # caller falls back to the conservative read set
+        raise TypeError("a leaf used outside Logic")
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __index__ = __add__ = __radd__ = _no
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _v(x: Any) -> Any:
+    return x.v if isinstance(x, _Why) else x
+
+
+def _t(*xs: Any) -> frozenset[str]:
+    out: frozenset[str] = frozenset()
+    for x in xs:
+        if isinstance(x, _Why):
+            out |= x.t
+    return out
+
+
+class _WhyLogic:
+    """Concrete logic that carries provenance and keeps, for a conjunction or disjunction,
+    only the operands that decided it: a false `all_` depends on its false terms alone,
+    a true `any_` on its true ones. Evaluated on the final state, the invariant's result
+    then names the leaves the violation depends on, not every leaf the invariant looked at."""
+
+    symbolic = False
+
+    def ite(self, c: Any, a: Any, b: Any) -> Any:
+        chosen = a if _v(c) else b
+        if isinstance(chosen, _Why | bool | int):
+            return _Why(_v(chosen), _t(c, chosen))
+        return chosen
+
+    def all_(self, xs: Any) -> _Why:
+        xs = list(xs)
+        false = [x for x in xs if not _v(x)]
+        return _Why(not false, _t(*(false or xs)))
+
+    def any_(self, xs: Any) -> _Why:
+        xs = list(xs)
+        true = [x for x in xs if _v(x)]
+        return _Why(bool(true), _t(*(true or xs)))
+
+    def and_(self, *xs: Any) -> _Why:
+        return self.all_(xs)
+
+    def or_(self, *xs: Any) -> _Why:
+        return self.any_(xs)
+
+    def not_(self, x: Any) -> _Why:
+        return _Why(not _v(x), _t(x))
+
+    def implies(self, a: Any, b: Any) -> _Why:
+        return self.or_(self.not_(a), b)
+
+    def _op(self, op: Callable[[Any, Any], Any], a: Any, b: Any) -> _Why:
+        return _Why(op(_v(a), _v(b)), _t(a, b))
+
+    def eq(self, a: Any, b: Any) -> _Why:
+        return self._op(operator.eq, a, b)
+
+    def ne(self, a: Any, b: Any) -> _Why:
+        return self._op(operator.ne, a, b)
+
+    def lt(self, a: Any, b: Any) -> _Why:
+        return self._op(operator.lt, a, b)
+
+    def le(self, a: Any, b: Any) -> _Why:
+        return self._op(operator.le, a, b)
+
+    def add(self, a: Any, b: Any) -> _Why:
+        return self._op(operator.add, a, b)
+
+    def sub(self, a: Any, b: Any) -> _Why:
+        return self._op(operator.sub, a, b)
+
+    def select(self, tup: Any, idx: Any) -> Any:
+        x = tup[_v(idx)]
+        return _Why(_v(x), _t(x, idx))
+
+    def store(self, tup: tuple[Any, ...], idx: Any, val: Any) -> tuple[Any, ...]:
+        i = _v(idx)
+        return (*tup[:i], val, *tup[i + 1 :])
+
+    def count(self, xs: Any) -> _Why:
+        xs = list(xs)
+        return _Why(sum(1 for x in xs if _v(x)), _t(*xs))
+
+    def when(self, c: Any, s: Any, fn: Any) -> Any:
+        return fn(s) if _v(c) else s
+
+
+def violation_reads(trace: Trace, system: System | None = None) -> frozenset[str]:
+    """The leaves of the final state the violated invariant's failure depends on (by
+    provenance); all the leaves it reads if the invariant uses a leaf outside Logic."""
+    if not trace.invariant:
+        return frozenset()
+    system = system or trace.system()
+    inv = INVARIANTS[trace.invariant]
+    final = trace.states[-1]
+    try:
+        out = inv(rebuild(final, [_Why(v, frozenset({p})) for p, v in leaves(final)]),
+                  system.ctx, _WhyLogic())  # type: ignore[arg-type]
+        if isinstance(out, _Why) and not out.v:
+            return out.t
+    except TypeError:
+        pass
+    return reads_of(lambda s: bool(inv(s, system.ctx, CONCRETE)), final)
+
+
 def step_reads(trace: Trace, system: System | None = None) -> list[frozenset[str]]:
     """Index k: the leaves of state k-1 that step k read (index 0 is empty)."""
     system = system or trace.system()
@@ -133,7 +256,7 @@ def step_reads(trace: Trace, system: System | None = None) -> list[frozenset[str
         out.append(r)
     if inv is not None and trace.steps:
         # the invariant reads the final state: attribute each leaf to its last writer
-        out.append(reads_of(lambda s: bool(inv(s, system.ctx, CONCRETE)), trace.states[-1]))
+        out.append(violation_reads(trace, system))
     return out
 
 
@@ -414,7 +537,7 @@ def repairs(trace: Trace, system: System | None = None) -> list[tuple[Change, li
     system = system or trace.system()
     inv = INVARIANTS[trace.invariant]
     final = trace.states[-1]
-    read = reads_of(lambda s: bool(inv(s, system.ctx, CONCRETE)), final)
+    read = violation_reads(trace, system)
     changed = {c.path: c for c in state_diff(trace.states[0], final)}
     paths = [p for p, _ in leaves(final)]
     vals = [v for _, v in leaves(final)]
