@@ -2,8 +2,9 @@
 
 A trace file is data. Loading parses JSON, checks every key and value against the model,
 and re-executes the recorded steps on the concrete model to check every recorded state; it
-never evaluates or unpickles anything from the file. Replay under another kernel lives in
-`search.replay`-style code below (`replay`), naming of state fields in `describe_*`.
+never evaluates or unpickles anything from the file. `replay` re-executes a trace under
+its own or another kernel and says why it no longer reproduces; `state_diff` and
+`format_changes` name state fields the way the kernel story does.
 
 Format: Apalache ADR-015 ("ITF"), documented in counterexamples/README.md.
 """
