@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 
 class BoundsError(ValueError):
@@ -27,7 +28,7 @@ class Bounds:
     refs: int = 2  # driver-held struct page pointers (vmalloc_to_page)
     max_ref: int = 3  # largest _refcount / _mapcount the model lets a driver build up
 
-    LIMITS = {
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (2, 64),
         "hpage": (2, 16),
         "areas": (1, 8),

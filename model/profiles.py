@@ -266,7 +266,7 @@ PROFILES: dict[str, Profile] = {
             fixed_by={
                 "no_tail_as_base": "559089e0a93d (opt-in huge) and 3b8000ae185c (split backing), 5.18-rc4",
                 "no_exec_uninit": "d88bb5eed04c (5.19) bpf: Fill new bpf_prog_pack with illegal instructions",
-                "no_stale_exec": "fe736565efb7 (5.19) bpf: introduce bpf_arch_text_invalidate for bpf_prog_pack",
+                "no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate for bpf_prog_pack",
                 "direct_map_integrity": "559089e0a93d (5.18-rc4): packs back on 4 KiB pages",
             },
         ),

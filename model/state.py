@@ -116,7 +116,17 @@ class State:
     refs: Refs
 
     def replace(self, **changes: Any) -> State:
-        return dataclasses.replace(self, **changes)
+        return evolve(self, **changes)
+
+
+def evolve(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace without re-running __init__: effects call this on every step,
+    and the fields of these frozen dataclasses need no validation."""
+    new = object.__new__(type(obj))
+    d = new.__dict__
+    d.update(obj.__dict__)
+    d.update(changes)
+    return new
 
 
 def initial_state(b: Bounds) -> State:
@@ -172,7 +182,7 @@ def leaves(s: Any, prefix: str = "") -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if dataclasses.is_dataclass(s) and not isinstance(s, type):
         for f in dataclasses.fields(s):
-            out += leaves(getattr(s, f.name), f"{prefix}{f.name}." if prefix or True else "")
+            out += leaves(getattr(s, f.name), f"{prefix}{f.name}.")
         return out
     if isinstance(s, tuple):
         for i, x in enumerate(s):
@@ -187,7 +197,7 @@ def rebuild(template: Any, values: list[Any]) -> Any:
 
     def go(t: Any) -> Any:
         if dataclasses.is_dataclass(t) and not isinstance(t, type):
-            return dataclasses.replace(t, **{f.name: go(getattr(t, f.name)) for f in dataclasses.fields(t)})
+            return evolve(t, **{f.name: go(getattr(t, f.name)) for f in dataclasses.fields(t)})
         if isinstance(t, tuple):
             return tuple(go(x) for x in t)
         return next(it)

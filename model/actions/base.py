@@ -58,10 +58,11 @@ class Instance:
 
     action: Action
     items: tuple[tuple[str, Any], ...]
+    params: Params = field(init=False, compare=False, hash=False, repr=False)
 
-    @property
-    def params(self) -> Params:
-        return dict(self.items)
+    def __post_init__(self) -> None:
+        # built once: guards run hundreds of thousands of times a second
+        object.__setattr__(self, "params", dict(self.items))
 
     @property
     def name(self) -> str:
@@ -82,7 +83,9 @@ class Instance:
 REGISTRY: list[Action] = []
 
 
-def action(subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard) -> Callable[[Effect], Effect]:
+def action(
+    subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard
+) -> Callable[[Effect], Effect]:
     """Register `effect` as an action named after it; its docstring is the action's doc."""
 
     def deco(effect: Effect) -> Effect:

@@ -3,7 +3,6 @@ shared RO+X packs, chunks tracked by a bitmap, programs copied in with text_poke
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from model.actions.base import Ctx, action, product
@@ -20,6 +19,7 @@ from model.state import (
     TRAP,
     UNINIT,
     State,
+    evolve,
 )
 
 
@@ -48,11 +48,11 @@ def _fill(s: State, cells: range, value: int, L: Logic) -> State:
     cont = s.pages.content
     for k in cells:
         cont = L.store(cont, k, value)
-    return s.replace(pages=replace(s.pages, content=cont))
+    return s.replace(pages=evolve(s.pages, content=cont))
 
 
 def _set_bit(s: State, i: int, v: Any, L: Logic) -> State:
-    return s.replace(areas=replace(s.areas, bitmap=L.store(s.areas.bitmap, i, v)))
+    return s.replace(areas=evolve(s.areas, bitmap=L.store(s.areas.bitmap, i, v)))
 
 
 

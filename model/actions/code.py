@@ -4,7 +4,6 @@ include/linux/filter.h)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from model.actions.base import Ctx, action, product
@@ -35,6 +34,7 @@ from model.state import (
     UNINIT,
     Progs,
     State,
+    evolve,
 )
 
 
@@ -81,7 +81,7 @@ def _flush_on_alloc(s: State, area: int, c: Ctx, L: Logic) -> State:
 
 
 def _set_phase(s: State, area: int, phase: int, L: Logic) -> State:
-    return s.replace(areas=replace(s.areas, phase=L.store(s.areas.phase, area, phase)))
+    return s.replace(areas=evolve(s.areas, phase=L.store(s.areas.phase, area, phase)))
 
 
 # ---- the module loader -------------------------------------------------------------
@@ -102,7 +102,7 @@ def move_module(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
         cont = s.pages.content
         for k in range(last * cells, (last + 1) * cells):
             cont = L.store(cont, k, DATA)
-        s = s.replace(pages=replace(s.pages, content=cont))
+        s = s.replace(pages=evolve(s.pages, content=cont))
     s = _flush_on_alloc(s, area, c, L)
     return _set_phase(s, area, PH_WRITTEN, L)
 
@@ -211,7 +211,7 @@ def bpf_int_jit_compile(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_int_jit_compile (arch/x86/net/bpf_jit_comp.c, before packs): emit the program
     into its image while the image is still RW+NX."""
     first = c.bounds.zone(p["area"]).start * c.bounds.cells
-    s = s.replace(pages=replace(s.pages, content=L.store(s.pages.content, first, CODE)))
+    s = s.replace(pages=evolve(s.pages, content=L.store(s.pages.content, first, CODE)))
     s = _set_phase(s, p["area"], PH_WRITTEN, L)
     return _progs(s, L, p["prog"], PROG_LIVE)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from model.actions.base import Ctx
 from model.logic import Logic
-from model.state import Areas, DirectMap, State
+from model.state import Areas, DirectMap, State, evolve
 
 
 def _leaf_of(f: int, c: Ctx) -> int:
@@ -123,10 +123,7 @@ def set_direct_map(s: State, f: int, present: bool, fail: bool, c: Ctx, L: Logic
     whatever it had (vm_remove_mappings ignores the error)."""
     dm = s.dmap
     leaf = _leaf_of(f, c)
-    if present:
-        differs = L.or_(L.not_(dm.present[f]), L.not_(dm.w[f]), dm.x[f])
-    else:
-        differs = dm.present[f]
+    differs = L.or_(L.not_(dm.present[f]), L.not_(dm.w[f]), dm.x[f]) if present else dm.present[f]
     need = L.and_(L.not_(dm.split[leaf]), differs)
     go = L.not_(need) if fail else True
     split, splits = dm.split, dm.splits
@@ -142,6 +139,5 @@ def set_direct_map(s: State, f: int, present: bool, fail: bool, c: Ctx, L: Logic
 
 
 def _areas(a: Areas, **changes: Any) -> Areas:
-    from dataclasses import replace
 
-    return replace(a, **changes)
+    return evolve(a, **changes)

@@ -6,13 +6,12 @@ the raw writes of fields a tail does not own are the bug of 5.18-rc1."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from model.actions.base import Ctx, action, product
 from model.actions.page_alloc import get_page, get_page_ok, put_page, put_page_ok
 from model.logic import Logic
-from model.state import MAPPING_FILE, MAPPING_NULL, OWN_VMALLOC, Refs, State
+from model.state import MAPPING_FILE, MAPPING_NULL, OWN_VMALLOC, State, evolve
 
 
 def _ref_domain(c: Ctx) -> list[dict[str, Any]]:
@@ -26,7 +25,7 @@ def holds(s: State, p: dict[str, Any], L: Logic) -> Any:
 def _refs(s: State, r: int, L: Logic, **fields: Any) -> State:
     rf = s.refs
     vals = {name: L.store(getattr(rf, name), r, v) for name, v in fields.items()}
-    return s.replace(refs=replace(rf, **vals))
+    return s.replace(refs=evolve(rf, **vals))
 
 
 def _vmalloc_to_page_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
@@ -71,7 +70,7 @@ def vm_insert_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     f = p["frame"]
     s = get_page(s, f, c, L)
     mc = s.pages.mapcount
-    s = s.replace(pages=replace(s.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
+    s = s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
     return _refs(s, p["ref"], L, mapped=True)
 
 
@@ -84,7 +83,7 @@ def zap_page_range(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     down, and put_page on its head."""
     f = p["frame"]
     mc = s.pages.mapcount
-    s = s.replace(pages=replace(s.pages, mapcount=L.store(mc, f, L.sub(mc[f], 1))))
+    s = s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.sub(mc[f], 1))))
     s = put_page(s, f, c, L)
     return _refs(s, p["ref"], L, mapped=False)
 
@@ -93,7 +92,7 @@ def _raw(field: str, value: Any) -> Any:
     def effect(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
         f = p["frame"]
         tup = getattr(s.pages, field)
-        return s.replace(pages=replace(s.pages, **{field: L.store(tup, f, value)}))
+        return s.replace(pages=evolve(s.pages, **{field: L.store(tup, f, value)}))
 
     return effect
 
@@ -129,7 +128,7 @@ def set_page_private(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 @action("driver", ("ref", "frame"), _ref_domain, _raw_guard)
-def INIT_LIST_HEAD(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:  # noqa: N802
+def INIT_LIST_HEAD(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """INIT_LIST_HEAD(&page->lru) (Piggin's reproducer; fbdev deferred I/O's pagelist):
     lru.next shares its word with compound_head, so a tail stops being a tail."""
     return _raw("lru", True)(s, p, c, L)

@@ -19,6 +19,7 @@ from model.state import (
     UNINIT,
     Pages,
     State,
+    evolve,
 )
 
 
@@ -166,6 +167,5 @@ def free_vmalloc_pages(s: State, frames: range, huge: bool, c: Ctx, L: Logic) ->
 
 
 def _with(p: Pages, **changes: Any) -> Pages:
-    from dataclasses import replace
 
-    return replace(p, **changes)
+    return evolve(p, **changes)

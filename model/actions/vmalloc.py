@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from model.actions.base import Ctx, action, product
@@ -17,6 +16,7 @@ from model.state import (
     PH_ALLOCATED,
     UNINIT,
     State,
+    evolve,
 )
 
 
@@ -57,7 +57,7 @@ def vm_area_alloc(
     for f in frames:
         pte_w = L.store(pte_w, f, True)
         pte_x = L.store(pte_x, f, exec_)
-    return s.replace(areas=replace(
+    return s.replace(areas=evolve(
         a,
         owner=L.store(a.owner, area, owner),
         npages=L.store(a.npages, area, npages),
@@ -85,7 +85,7 @@ def area_is(s: State, area: int, npages: int, owner: int, L: Logic) -> Any:
 def set_vm_flush_reset_perms(s: State, area: int, L: Logic) -> State:
     """set_vm_flush_reset_perms (include/linux/vmalloc.h, 5.2): mark the area
     VM_FLUSH_RESET_PERMS so that vfree restores the direct map before freeing pages."""
-    return s.replace(areas=replace(s.areas, flush_reset=L.store(s.areas.flush_reset, area, True)))
+    return s.replace(areas=evolve(s.areas, flush_reset=L.store(s.areas.flush_reset, area, True)))
 
 
 def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: Logic) -> State:
@@ -100,7 +100,7 @@ def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: 
         pte_w = L.store(pte_w, f, False)
         pte_x = L.store(pte_x, f, False)
     flush = a.flush_reset[area]
-    s = s.replace(areas=replace(
+    s = s.replace(areas=evolve(
         a,
         owner=L.store(a.owner, area, OWN_NONE),
         npages=L.store(a.npages, area, 0),
