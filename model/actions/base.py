@@ -42,6 +42,9 @@ class Action:
     guard: Guard
     effect: Effect
     doc: str = field(default="")
+    # A cheap conjunct of the guard that picks out the instance's object (its ref, prog
+    # or area): concretely it is tried first, so most disabled instances cost one lookup.
+    pre: Guard | None = None
 
     def instances(self, c: Ctx) -> list[Instance]:
         out = []
@@ -69,10 +72,18 @@ class Instance:
         return self.action.name
 
     def guard(self, s: State, c: Ctx, L: Logic) -> Any:
-        return self.action.guard(s, self.params, c, L)
+        a, p = self.action, self.params
+        if a.pre is None:
+            return a.guard(s, p, c, L)
+        if not L.symbolic:
+            return bool(a.pre(s, p, c, L)) and bool(a.guard(s, p, c, L))
+        return L.and_(a.pre(s, p, c, L), a.guard(s, p, c, L))
 
     def effect(self, s: State, c: Ctx, L: Logic) -> State:
         return self.action.effect(s, self.params, c, L)
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def __str__(self) -> str:
         args = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
@@ -84,14 +95,15 @@ REGISTRY: list[Action] = []
 
 
 def action(
-    subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard
+    subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard, pre: Guard | None = None
 ) -> Callable[[Effect], Effect]:
-    """Register `effect` as an action named after it; its docstring is the action's doc."""
+    """Register `effect` as an action named after it; its docstring is the action's doc.
+    The action's guard is `pre and guard`."""
 
     def deco(effect: Effect) -> Effect:
         name = effect.__name__.removesuffix("_")
         REGISTRY.append(Action(name, subsystem, params, domain, guard, effect,
-                               (effect.__doc__ or "").strip()))
+                               (effect.__doc__ or "").strip(), pre))
         return effect
 
     return deco

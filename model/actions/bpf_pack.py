@@ -56,6 +56,19 @@ def _set_bit(s: State, i: int, v: Any, L: Logic) -> State:
 
 
 
+def _owns(s: State, p: dict[str, Any], L: Logic) -> Any:
+    return L.and_(L.eq(s.progs.area[p["prog"]], p["area"]),
+                  L.eq(s.progs.chunk[p["prog"]], p["chunk"]))
+
+
+def _pre_no_prog(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
+    return L.eq(s.progs.state[p["prog"]], PROG_NONE)
+
+
+def _pre_prog(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
+    return L.and_(L.ne(s.progs.state[p["prog"]], PROG_NONE), _owns(s, p, L))
+
+
 def _new_pack_domain(c: Ctx) -> list[dict[str, Any]]:
     if not c.flags.bpf_prog_pack:
         return []
@@ -74,7 +87,7 @@ def _new_pack_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     )
 
 
-@action("bpf", ("prog", "area", "aligned", "fail"), _new_pack_domain, _new_pack_guard)
+@action("bpf", ("prog", "area", "aligned", "fail"), _new_pack_domain, _new_pack_guard, _pre_no_prog)
 def alloc_new_pack(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_alloc when no pack has room -> alloc_new_pack (kernel/bpf/core.c):
     module_alloc(BPF_PROG_PACK_SIZE), fill with illegal instructions from d88bb5eed04c
@@ -111,7 +124,7 @@ def _first_fit(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     )
 
 
-@action("bpf", ("prog", "area", "chunk"), _alloc_domain, _first_fit)
+@action("bpf", ("prog", "area", "chunk"), _alloc_domain, _first_fit, _pre_no_prog)
 def bpf_prog_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_alloc (kernel/bpf/core.c, 5.18-rc1 on): first fit over the packs in
     list order, bitmap_find_next_zero_area for a free chunk, bitmap_set."""
@@ -119,13 +132,9 @@ def bpf_prog_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     return _progs(s, L, p["prog"], PROG_ALLOCATED, p["area"], p["chunk"])
 
 
-def _owns(s: State, p: dict[str, Any], L: Logic) -> Any:
-    return L.and_(L.eq(s.progs.area[p["prog"]], p["area"]),
-                  L.eq(s.progs.chunk[p["prog"]], p["chunk"]))
-
-
 @action("bpf", ("prog", "area", "chunk"), _alloc_domain,
-        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED), _owns(s, p, L)))
+        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED), _owns(s, p, L)),
+        _pre_prog)
 def bpf_arch_text_copy(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_arch_text_copy -> text_poke_copy (arch/x86/kernel/alternative.c, 5.18-rc1):
     copy the JIT's finished image into the RO+X pack through a temporary mm that maps the
@@ -142,7 +151,7 @@ def _free_domain(c: Ctx) -> list[dict[str, Any]]:
 
 
 @action("bpf", ("prog", "area", "chunk", "fail"), _free_domain,
-        lambda s, p, c, L: L.and_(L.ne(s.progs.state[p["prog"]], PROG_NONE), _owns(s, p, L)))
+        lambda s, p, c, L: True, _pre_prog)
 def bpf_prog_pack_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_free (kernel/bpf/core.c): find the program's pack (by masking the
     address with the pack size, or from ea2babac63d4 (6.0) by range); if none is found,

@@ -22,6 +22,15 @@ def holds(s: State, p: dict[str, Any], L: Logic) -> Any:
     return L.and_(s.refs.held[p["ref"]], L.eq(s.refs.frame[p["ref"]], p["frame"]))
 
 
+def _pre_holds(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
+    return holds(s, p, L)
+
+
+def _pre_free_ref(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
+    return L.and_(L.not_(s.refs.held[p["ref"]]),
+                  L.eq(s.areas.owner[p["frame"] // c.bounds.hpage], OWN_VMALLOC))
+
+
 def _refs(s: State, r: int, L: Logic, **fields: Any) -> State:
     rf = s.refs
     vals = {name: L.store(getattr(rf, name), r, v) for name, v in fields.items()}
@@ -39,7 +48,7 @@ def _vmalloc_to_page_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any
     )
 
 
-@action("driver", ("ref", "frame"), _ref_domain, _vmalloc_to_page_guard)
+@action("driver", ("ref", "frame"), _ref_domain, _vmalloc_to_page_guard, _pre_free_ref)
 def vmalloc_to_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """vmalloc_to_page (mm/vmalloc.c) in fb_deferred_io_fault (fb_defio.c): the 4 KiB
     struct page behind a vmalloc address, a tail page inside a compound block, then
@@ -52,7 +61,8 @@ def vmalloc_to_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 @action("driver", ("ref", "frame"), _ref_domain,
         lambda s, p, c, L: L.and_(holds(s, p, L), s.refs.counted[p["ref"]],
-                                  L.not_(s.refs.mapped[p["ref"]]), put_page_ok(s, p["frame"], c, L)))
+                                  L.not_(s.refs.mapped[p["ref"]]), put_page_ok(s, p["frame"], c, L)),
+        pre=_pre_holds)
 def put_page_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """put_page (include/linux/mm.h): the driver drops its reference on compound_head;
     the last reference frees the page, with the free-time checks."""
@@ -63,7 +73,7 @@ def put_page_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 @action("driver", ("ref", "frame"), _ref_domain,
         lambda s, p, c, L: L.and_(holds(s, p, L), s.refs.counted[p["ref"]],
                                   L.not_(s.refs.mapped[p["ref"]]), get_page_ok(s, p["frame"], c, L),
-                                  L.lt(s.pages.mapcount[p["frame"]], c.bounds.max_ref)))
+                                  L.lt(s.pages.mapcount[p["frame"]], c.bounds.max_ref)), pre=_pre_holds)
 def vm_insert_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """vm_insert_page (mm/memory.c): map the page into a user VMA: get_page on the head
     and the page's own _mapcount, a field tails legitimately own."""
@@ -77,7 +87,8 @@ def vm_insert_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 @action("driver", ("ref", "frame"), _ref_domain,
         lambda s, p, c, L: L.and_(holds(s, p, L), s.refs.mapped[p["ref"]],
                                   L.lt(0, s.pages.mapcount[p["frame"]]),
-                                  put_page_ok(s, p["frame"], c, L)))
+                                  put_page_ok(s, p["frame"], c, L)),
+        pre=_pre_holds)
 def zap_page_range(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """zap_page_range (mm/memory.c): unmap the user VMA again: the page's own _mapcount
     down, and put_page on its head."""
@@ -101,33 +112,33 @@ def _raw_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     return holds(s, p, L)
 
 
-@action("driver", ("ref", "frame"), _ref_domain, _raw_guard)
+@action("driver", ("ref", "frame"), _ref_domain, _raw_guard, _pre_holds)
 def set_page_mapping(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """`page->mapping = vmf->vma->vm_file->f_mapping` in fb_deferred_io_fault
     (fb_defio.c, before 5.18): a raw write of a field that a tail does not own."""
     return _raw("mapping", MAPPING_FILE)(s, p, c, L)
 
 
-@action("driver", ("ref", "frame"), _ref_domain, _raw_guard)
+@action("driver", ("ref", "frame"), _ref_domain, _raw_guard, _pre_holds)
 def clear_page_mapping(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """`page->mapping = NULL` in fb_deferred_io_cleanup (fb_defio.c) and Piggin's
     reproducer: on a tail it destroys TAIL_MAPPING ("corrupted mapping in tail page")."""
     return _raw("mapping", MAPPING_NULL)(s, p, c, L)
 
 
-@action("driver", ("ref", "frame"), _ref_domain, _raw_guard)
+@action("driver", ("ref", "frame"), _ref_domain, _raw_guard, _pre_holds)
 def set_page_index(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """`page->index = vmf->pgoff` in fb_deferred_io_fault: a raw base-page write."""
     return _raw("index", True)(s, p, c, L)
 
 
-@action("driver", ("ref", "frame"), _ref_domain, _raw_guard)
+@action("driver", ("ref", "frame"), _ref_domain, _raw_guard, _pre_holds)
 def set_page_private(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """set_page_private (include/linux/mm.h): a raw write of page->private."""
     return _raw("private", True)(s, p, c, L)
 
 
-@action("driver", ("ref", "frame"), _ref_domain, _raw_guard)
+@action("driver", ("ref", "frame"), _ref_domain, _raw_guard, _pre_holds)
 def INIT_LIST_HEAD(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """INIT_LIST_HEAD(&page->lru) (Piggin's reproducer; fbdev deferred I/O's pagelist):
     lru.next shares its word with compound_head, so a tail stops being a tail."""

@@ -170,10 +170,11 @@ def kvfree(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 @action("vmalloc", ("area",), lambda c: product(area=range(c.bounds.areas)),
-        lambda s, p, c, L: area_free(s, p["area"], c.bounds.hpage, L=L, c=c))
+        lambda s, p, c, L: L.and_(area_free(s, p["area"], c.bounds.hpage, L=L, c=c),
+                                  L.all_(L.ne(o, OWN_HASH) for o in s.areas.owner)))
 def alloc_large_system_hash(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """alloc_large_system_hash (mm/page_alloc.c) with HASH_EARLY unset: a boot-time
     __vmalloc of a large table, never freed; opts in to huge with VM_ALLOW_HUGE_VMAP
-    from f2edd118d02d (5.18-rc4)."""
+    from f2edd118d02d (5.18-rc4). One table is enough to show the rule."""
     huge = is_huge(c, c.bounds.hpage, opt_in=c.flags.hash_huge)
     return vm_area_alloc(s, p["area"], c.bounds.hpage, OWN_HASH, huge, False, c, L)

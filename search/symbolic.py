@@ -1,0 +1,146 @@
+"""Symbolic states: z3 constants in the shape of a `State`, and the way back to Python.
+
+Every engine that talks to z3 goes through these helpers so that a leaf's z3 name is
+always `tag + "." + path` (the dotted path of `model.state.leaves`), which makes a model
+readable and lets two states of the same unrolling never share a constant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import z3
+
+from model.actions.base import Ctx
+from model.logic import WIDTH
+from model.state import CONTENTS, MAPPINGS, OWNERS, PAGE_KINDS, PHASES, PROG_STATES, State
+from model.state import leaves as state_leaves
+from model.state import rebuild
+
+
+def fresh_state(template: State, tag: str) -> State:
+    """A state of `template`'s shape whose every leaf is a new z3 constant.
+
+    `template` may be concrete or symbolic: only the sort of each leaf is read."""
+    vals: list[Any] = []
+    for path, v in state_leaves(template):
+        name = f"{tag}.{path}"
+        # bool before int: bool is a subclass of int in Python
+        is_bool = isinstance(v, bool) or (isinstance(v, z3.ExprRef) and z3.is_bool(v))
+        vals.append(z3.Bool(name) if is_bool else z3.BitVec(name, WIDTH))
+    return rebuild(template, vals)
+
+
+def as_z3(v: Any) -> Any:
+    """A leaf as a z3 term, whether it is already one or a Python constant."""
+    if isinstance(v, bool):
+        return z3.BoolVal(v)
+    if isinstance(v, int):
+        return z3.BitVecVal(v, WIDTH)
+    return v
+
+
+def flat(s: State) -> list[Any]:
+    """The leaves of `s` in `leaves` order, without their paths."""
+    return [v for _, v in state_leaves(s)]
+
+
+def equal_to(sym: State, concrete: State) -> Any:
+    """z3: the symbolic state `sym` is exactly `concrete`."""
+    return z3.And(*[as_z3(a) == as_z3(b) for a, b in zip(flat(sym), flat(concrete), strict=True)])
+
+
+def states_differ(a: State, b: State) -> Any:
+    """z3: the two symbolic states differ in at least one leaf."""
+    return z3.Or(*[as_z3(x) != as_z3(y) for x, y in zip(flat(a), flat(b), strict=True)])
+
+
+def _ranges(ctx: Ctx) -> dict[str, int]:
+    """Exclusive upper bounds of the enum and index fields, by field path (no index).
+
+    Counters (`bad_page`, `splits`) have no bound here: they only grow, and the model
+    keeps nothing else from growing past these."""
+    b = ctx.bounds
+    return {
+        "pages.kind": len(PAGE_KINDS),
+        "pages.mapping": len(MAPPINGS),
+        "pages.content": len(CONTENTS),
+        "pages.refcount": b.max_ref + 1,
+        "pages.mapcount": b.max_ref + 1,
+        "areas.owner": len(OWNERS),
+        "areas.npages": b.hpage + 1,
+        "areas.phase": len(PHASES),
+        "progs.state": len(PROG_STATES),
+        "progs.area": b.areas,
+        "progs.chunk": b.chunks,
+        "refs.frame": b.frames,
+    }
+
+
+def state_constraints(sym: State, ctx: Ctx) -> list[tuple[str, Any]]:
+    """Well-formedness of a state, as (label, z3 Bool) pairs: enum fields in range,
+    refcounts within `max_ref`, indices within the bounds.
+
+    These are claims about every reachable state, not facts: an engine that assumes them
+    (k-induction) must also check them on the reachable states, and the label is what it
+    reports when one fails."""
+    ranges = _ranges(ctx)
+    out: list[tuple[str, Any]] = []
+    for path, v in state_leaves(sym):
+        if isinstance(v, bool | int) or z3.is_bool(v):
+            continue
+        field = path.rsplit(".", 1)[0] if path.count(".") >= 2 else path
+        hi = ranges.get(field)
+        if hi is None:
+            continue
+        if field == "areas.npages":
+            # an area is empty, one page, or one huge page: nothing in between
+            h = ctx.bounds.hpage
+            out.append((f"{path} in {{0, 1, {h}}}", z3.Or(v == 0, v == 1, v == h)))
+        else:
+            out.append((f"{path} < {hi}", z3.ULT(v, hi)))
+    return out
+
+
+def _py(v: Any) -> Any:
+    if z3.is_true(v):
+        return True
+    if z3.is_false(v):
+        return False
+    if z3.is_bv_value(v):
+        return v.as_long()
+    raise ValueError(f"not a constant after evaluation: {v}")
+
+
+def concretize(model: z3.ModelRef, sym: State) -> State:
+    """Read a symbolic state back from a z3 model as Python ints and bools."""
+    vals = []
+    for _, v in state_leaves(sym):
+        if isinstance(v, bool | int):
+            vals.append(v)
+        else:
+            vals.append(_py(model.eval(v, model_completion=True)))
+    return rebuild(sym, vals)
+
+
+def substitute(term: Any, sym: State, concrete: State) -> Any:
+    """`term` (a z3 term, a Python constant, or a whole state of them) with every leaf
+    constant of `sym` replaced by the matching value of `concrete`, then simplified.
+
+    A term that simplifies to a constant comes back as a Python bool or int; anything
+    else (a constant this state does not cover) comes back as the simplified z3 term."""
+    pairs = [(a, as_z3(b)) for a, b in zip(flat(sym), flat(concrete), strict=True)
+             if not isinstance(a, bool | int)]
+
+    def one(t: Any) -> Any:
+        if isinstance(t, bool | int):
+            return t
+        r = z3.simplify(z3.substitute(t, *pairs))
+        try:
+            return _py(r)
+        except ValueError:
+            return r
+
+    if isinstance(term, State):
+        return rebuild(term, [one(t) for t in flat(term)])
+    return one(term)
