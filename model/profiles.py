@@ -179,6 +179,15 @@ class Profile:
         return "violated" if invariant in bad else "holds"
 
 
+# Found by the model as a consequence of the tail-page bug, and checked against the kernel:
+_TAIL_REFCOUNT_EVIDENCE = (
+    "include/linux/page-flags.h compound_head(): a tail is recognised by bit 0 of the word "
+    "that lru.next shares; after INIT_LIST_HEAD(&page->lru) (fb_defio.c, 5.17) get_page / "
+    "put_page and the fault path's mapcount act on the tail itself, and the last put_page "
+    "(mm/swap.c __put_page) frees that 4 KiB tail to the buddy allocator while vmalloc "
+    "still maps it: a use after free that follows the memmap corruption"
+)
+
 # Declared with failures on, found by the model and checked against the kernel source:
 # set_memory_ro on a 4 KiB vmalloc page changes the PTE, then cpa_process_alias must split
 # the 2 MiB direct-map leaf; when that page-table allocation fails the primary is already
@@ -240,23 +249,26 @@ PROFILES: dict[str, Profile] = {
                 _V52, huge_vmalloc="opt_out", module_alloc_no_huge=True, cpa_alias=False,
                 module_alloc_prot="rwx",
             ),
-            frozenset({"no_tail_as_base", "wx"}),
+            frozenset({"no_tail_as_base", "wx", "refcount_sanity"}),
             evidence={
+                "refcount_sanity": _TAIL_REFCOUNT_EVIDENCE,
                 "wx": "arch/powerpc/kernel/module.c module_alloc (5.13, 121e6f3258fe series): "
                 "PAGE_KERNEL_EXEC with VM_NO_HUGE_VMAP | VM_FLUSH_RESET_PERMS; and "
                 "arch/powerpc/mm/pageattr.c change_memory_attr walks only the given address, "
                 "so the linear-map alias of module text stays RW. domain.md declares only "
                 "no_tail_as_base for this profile; the kernel wins (docs/kernel-notes.md Q8)",
             },
-            fixed_by={"no_tail_as_base": "3b8000ae185c / 559089e0a93d (5.18-rc4)"},
+            fixed_by={"no_tail_as_base": "3b8000ae185c / 559089e0a93d (5.18-rc4)",
+                      "refcount_sanity": "3b8000ae185c / 559089e0a93d (5.18-rc4)"},
         ),
         Profile(
             "v5.18-rc1",
             "x86 huge vmalloc by default, compound backing, 2 MiB bpf_prog_packs made RO+X unfilled",
             _V518RC1,
-            frozenset({"no_tail_as_base", "no_exec_uninit", "no_stale_exec"}),
+            frozenset({"no_tail_as_base", "no_exec_uninit", "no_stale_exec", "refcount_sanity"}),
             frozenset({"direct_map_integrity", "wx"}),
             evidence={
+                "refcount_sanity": _TAIL_REFCOUNT_EVIDENCE,
                 "direct_map_integrity": "mm/vmalloc.c vm_remove_mappings / set_area_direct_map "
                 "(5.18-rc1): set_direct_map_invalid_noflush / _default_noflush on each 4 KiB "
                 "page of a huge alias must split the RO direct-map leaf; the failure is ignored "
@@ -268,6 +280,7 @@ PROFILES: dict[str, Profile] = {
                 "no_exec_uninit": "d88bb5eed04c (5.19) bpf: Fill new bpf_prog_pack with illegal instructions",
                 "no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate for bpf_prog_pack",
                 "direct_map_integrity": "559089e0a93d (5.18-rc4): packs back on 4 KiB pages",
+                "refcount_sanity": "559089e0a93d and 3b8000ae185c (5.18-rc4)",
             },
         ),
         Profile(
