@@ -13,9 +13,8 @@ import z3
 
 from model.actions.base import Ctx
 from model.logic import WIDTH
-from model.state import CONTENTS, MAPPINGS, OWNERS, PAGE_KINDS, PHASES, PROG_STATES, State
+from model.state import CONTENTS, MAPPINGS, OWNERS, PAGE_KINDS, PHASES, PROG_STATES, State, rebuild
 from model.state import leaves as state_leaves
-from model.state import rebuild
 
 
 def fresh_state(template: State, tag: str) -> State:
