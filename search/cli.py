@@ -158,14 +158,15 @@ def _engine(name: str) -> Callable[..., dict[str, Result]]:
     return bmc.check
 
 
-def _out_dir(path: str) -> Path:
+def _out_dir(path: str, create: bool = True) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path}: not a folder")
     if not out.exists():
-        if not out.parent.exists():
+        if not out.parent.is_dir():
             raise UsageError(f"--out {path}: folder {out.parent} does not exist")
-        out.mkdir()
+        if create:
+            out.mkdir()
     return out
 
 
@@ -266,7 +267,9 @@ def cmd_check(argv: Sequence[str]) -> int:
     for p in profiles:
         get_profile(p).flags.with_overrides(overrides)
     bounds = Bounds.parse(a.bounds) if a.bounds else DEFAULT_BOUNDS
-    out = None if a.no_save else _out_dir(a.out)
+    # checked even with --no-save, before any work: a typo must not cost a long run
+    out_dir = _out_dir(a.out, create=not a.no_save)
+    out = None if a.no_save else out_dir
     progress = Progress(len(profiles) * len(invariants), enabled=None if not a.json else False)
     rows: list[Row] = []
     t0 = time.monotonic()
@@ -437,7 +440,7 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("allocheck: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
+    except Exception as e:
         from search.trace import TraceError
 
         if isinstance(e, TraceError):
