@@ -8,6 +8,7 @@ been seen and the invariants that held are proved for every depth, as in TLC.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
@@ -48,7 +49,7 @@ class Exploration:
 
     def path_to(self, n: int) -> list[Instance]:
         nodes = nx.shortest_path(self.tree, 0, n)
-        return [self.tree.edges[a, b]["inst"] for a, b in zip(nodes, nodes[1:], strict=False)]
+        return [self.tree.edges[a, b]["inst"] for a, b in itertools.pairwise(nodes)]
 
 
 def check(system: System, invariants: list[str], depth: int, timeout: float | None = None,
