@@ -43,6 +43,7 @@ class Logic(Protocol):
     def store(self, tup: tuple[Any, ...], idx: Any, val: Any) -> tuple[Any, ...]: ...
     def count(self, xs: Iterable[Any]) -> Any: ...
     def when(self, c: Any, s: Any, fn: Any) -> Any: ...
+    def case(self, value: Any, domain: Sequence[int], fn: Any) -> Any: ...
 
 
 class Concrete:
@@ -101,6 +102,10 @@ class Concrete:
     def when(self, c: Any, s: Any, fn: Any) -> Any:
         """`fn(s)` if `c` else `s`: a state-dependent branch of an effect."""
         return fn(s) if c else s
+
+    def case(self, value: Any, domain: Sequence[int], fn: Any) -> Any:
+        """`fn(value)` for a state-dependent index `value` known to lie in `domain`."""
+        return fn(value)
 
 
 def _is_py(x: Any) -> bool:
@@ -247,6 +252,16 @@ class Symbolic:
         if isinstance(c, bool):
             return fn(s) if c else s
         return self.ite(c, fn(s), s)
+
+    def case(self, value: Any, domain: Sequence[int], fn: Any) -> Any:
+        """`fn(v)` for every `v` in `domain`, merged by `value == v`: a state-dependent
+        index (a frame a driver holds, a program's chunk) turned into concrete ones."""
+        if isinstance(value, int):
+            return fn(value)
+        out = fn(domain[-1])
+        for v in reversed(domain[:-1]):
+            out = self.ite(self.eq(value, v), fn(v), out)
+        return out
 
 
 CONCRETE = Concrete()

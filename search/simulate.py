@@ -6,41 +6,34 @@ import random
 from collections.abc import Iterator
 
 from model.actions import Instance
-from model.logic import CONCRETE
+from model.enabled import EnabledCache
 from model.state import State
 from model.system import System
 
 
 class Walker:
-    """Uniform choice among the enabled instances of a state, by rejection sampling.
+    """Uniform choice among the enabled instances of each state, seeded.
 
-    Evaluating every guard of a state costs hundreds of guard calls; drawing instances
-    at random until one is enabled costs a few dozen and draws from the same uniform
-    distribution over enabled instances. After `patience` misses the state is examined
-    exhaustively, so a deadlocked state is recognised as one.
+    Instances are drawn at random until one is enabled (the same uniform distribution
+    as drawing from the enabled set, at a fraction of the cost when many are enabled);
+    after `patience` misses the state is examined exhaustively, so a state with few
+    enabled instances, or none, is handled exactly. Guard results come from an
+    `EnabledCache`, which re-evaluates only guards whose inputs the last step changed.
     """
 
-    def __init__(self, system: System, seed: int = 0, patience: int = 48,
-                 cache_size: int = 1 << 16) -> None:
+    def __init__(self, system: System, seed: int = 0, patience: int = 32) -> None:
         self.system = system
         self.rng = random.Random(seed)
         self.patience = patience
-        # walks restart from the initial state, so their first states recur constantly
-        self.cache: dict[State, list[Instance]] = {}
-        self.cache_size = cache_size
+        self.cache = EnabledCache(system.instances, system.ctx)
 
     def choose(self, s: State) -> Instance | None:
-        sysm, ctx, insts = self.system, self.system.ctx, self.system.instances
-        enabled = self.cache.get(s)
-        if enabled is None:
-            for _ in range(self.patience):
-                inst = insts[self.rng.randrange(len(insts))]
-                if inst.guard(s, ctx, CONCRETE):
-                    return inst
-            enabled = sysm.enabled(s)
-            if len(self.cache) >= self.cache_size:
-                self.cache.clear()
-            self.cache[s] = enabled
+        n, insts, cache = len(self.system.instances), self.system.instances, self.cache
+        for _ in range(self.patience):
+            k = self.rng.randrange(n)
+            if cache.is_enabled(k, s):
+                return insts[k]
+        enabled = cache.enabled(s)
         return enabled[self.rng.randrange(len(enabled))] if enabled else None
 
     def walk(self, length: int) -> Iterator[tuple[Instance, State]]:

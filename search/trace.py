@@ -771,10 +771,15 @@ class _Replayer:
 
 def explain_guard(inst: Instance, s: State, system: System, recorded: State | None = None) -> str:
     """Why `inst`'s guard is false in `s`: the first false top-level conjunct (by its
-    source text) and how the state differs from the recorded one, if given."""
+    source text) of `pre`, or else of the guard proper, and how the state differs from the
+    recorded one, if given."""
+    act, p = inst.action, inst.params
+    fn = act.guard
+    if act.pre is not None and not act.pre(s, p, system.ctx, _concrete()):
+        fn = act.pre
     rec = _AndRecorder()
-    inst.guard(s, system.ctx, rec)
-    parts = guard_conjuncts(inst.action.guard)
+    fn(s, p, system.ctx, rec)
+    parts = guard_conjuncts(fn)
     out = "its guard is false"
     if parts is not None:
         texts, is_and = parts

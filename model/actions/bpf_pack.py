@@ -56,17 +56,8 @@ def _set_bit(s: State, i: int, v: Any, L: Logic) -> State:
 
 
 
-def _owns(s: State, p: dict[str, Any], L: Logic) -> Any:
-    return L.and_(L.eq(s.progs.area[p["prog"]], p["area"]),
-                  L.eq(s.progs.chunk[p["prog"]], p["chunk"]))
-
-
 def _pre_no_prog(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     return L.eq(s.progs.state[p["prog"]], PROG_NONE)
-
-
-def _pre_prog(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
-    return L.and_(L.ne(s.progs.state[p["prog"]], PROG_NONE), _owns(s, p, L))
 
 
 def _new_pack_domain(c: Ctx) -> list[dict[str, Any]]:
@@ -132,40 +123,53 @@ def bpf_prog_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     return _progs(s, L, p["prog"], PROG_ALLOCATED, p["area"], p["chunk"])
 
 
-@action("bpf", ("prog", "area", "chunk"), _alloc_domain,
-        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED), _owns(s, p, L)),
-        _pre_prog)
+def _prog_domain(c: Ctx) -> list[dict[str, Any]]:
+    return product(prog=range(c.bounds.progs)) if c.flags.bpf_prog_pack else []
+
+
+def at_chunk(s: State, prog: int, c: Ctx, L: Logic, fn: Any) -> Any:
+    """`fn(area, chunk)` for the pack area and chunk that program `prog` holds."""
+    return L.case(s.progs.area[prog], range(c.bounds.areas),
+                  lambda a: L.case(s.progs.chunk[prog], range(c.bounds.chunks),
+                                   lambda k: fn(a, k)))
+
+
+@action("bpf", ("prog",), _prog_domain,
+        lambda s, p, c, L: L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED))
 def bpf_arch_text_copy(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_arch_text_copy -> text_poke_copy (arch/x86/kernel/alternative.c, 5.18-rc1):
     copy the JIT's finished image into the RO+X pack through a temporary mm that maps the
     target writable on this CPU only; the kernel mapping never becomes writable."""
-    s = _fill(s, chunk_cells(c, p["area"], p["chunk"]), CODE, L)
+    s = at_chunk(s, p["prog"], c, L, lambda a, k: _fill(s, chunk_cells(c, a, k), CODE, L))
     return _progs(s, L, p["prog"], PROG_LIVE)
 
 
 def _free_domain(c: Ctx) -> list[dict[str, Any]]:
     if not c.flags.bpf_prog_pack:
         return []
-    return product(prog=range(c.bounds.progs), area=range(c.bounds.areas),
-                   chunk=range(c.bounds.chunks), fail=c.fail_choices)
+    return product(prog=range(c.bounds.progs), fail=c.fail_choices)
 
 
-@action("bpf", ("prog", "area", "chunk", "fail"), _free_domain,
-        lambda s, p, c, L: True, _pre_prog)
+@action("bpf", ("prog", "fail"), _free_domain,
+        lambda s, p, c, L: L.ne(s.progs.state[p["prog"]], PROG_NONE))
 def bpf_prog_pack_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_free (kernel/bpf/core.c): find the program's pack (by masking the
     address with the pack size, or from ea2babac63d4 (6.0) by range); if none is found,
     WARN_ONCE and leak. Otherwise refill its chunks with bpf_arch_text_invalidate
     (fe736565efb7, 5.19), clear its bits, and free a pack left empty with module_memfree."""
-    area, chunk = p["area"], p["chunk"]
-    s = _progs(s, L, p["prog"], PROG_NONE)
-    found = True if c.flags.pack_lookup == "range" else s.areas.aligned[area]
+    prog = p["prog"]
 
-    def release(t: State) -> State:
-        if c.flags.pack_invalidate:
-            t = _fill(t, chunk_cells(c, area, chunk), TRAP, L)
-        t = _set_bit(t, bit(c, area, chunk), False, L)
-        empty = L.not_(L.any_(t.areas.bitmap[bit(c, area, k)] for k in range(c.bounds.chunks)))
-        return L.when(empty, t, lambda u: module_memfree(u, area, pack_pages(c), p["fail"], c, L))
+    def free_at(area: int, chunk: int) -> State:
+        t = _progs(s, L, prog, PROG_NONE)
+        found = True if c.flags.pack_lookup == "range" else t.areas.aligned[area]
 
-    return L.when(found, s, release)
+        def release(u: State) -> State:
+            if c.flags.pack_invalidate:
+                u = _fill(u, chunk_cells(c, area, chunk), TRAP, L)
+            u = _set_bit(u, bit(c, area, chunk), False, L)
+            empty = L.not_(L.any_(u.areas.bitmap[bit(c, area, k)] for k in range(c.bounds.chunks)))
+            return L.when(empty, u, lambda w: module_memfree(w, area, pack_pages(c), p["fail"], c, L))
+
+        return L.when(found, t, release)
+
+    return at_chunk(s, prog, c, L, free_at)

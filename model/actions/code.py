@@ -144,9 +144,10 @@ def _image_text(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> range:
 @action("code", ("area", "npages", "fail"), _lock_domain,
         lambda s, p, c, L: _lock_step(s, p, c, L, "ro"))
 def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
-    """set_memory_ro on a module's text (module_enable_ro, kernel/module.c) or a JIT
-    image (bpf_jit_binary_lock_ro, include/linux/filter.h): clear _PAGE_RW on the vmalloc
-    PTEs and the direct-map alias. The callers ignore its error (5.2 to 6.x)."""
+    """set_memory_ro (arch/x86/mm/pat/set_memory.c) on a module's text (module_enable_ro,
+    kernel/module.c) or a JIT image (bpf_jit_binary_lock_ro, include/linux/filter.h): clear
+    _PAGE_RW on the vmalloc PTEs and the direct-map alias. The callers ignore its error
+    (5.2 to 6.x)."""
     s = set_memory_ro(s, p["area"], _image_text(s, p, c, L), p["fail"], c, L)
     return _after_lock_step(s, p["area"], c, L)
 
@@ -154,8 +155,9 @@ def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 @action("code", ("area", "npages", "fail"), _lock_domain,
         lambda s, p, c, L: _lock_step(s, p, c, L, "x"))
 def set_memory_x_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
-    """set_memory_x on a module's text (module_enable_x, 5.2) or a JIT image
-    (bpf_jit_binary_lock_ro): clear _PAGE_NX on the vmalloc PTEs only."""
+    """set_memory_x (arch/x86/mm/pat/set_memory.c) on a module's text (module_enable_x,
+    kernel/module.c, 5.2) or a JIT image (bpf_jit_binary_lock_ro, include/linux/filter.h):
+    clear _PAGE_NX on the vmalloc PTEs only."""
     s = set_memory_x(s, p["area"], _image_text(s, p, c, L), p["fail"], c, L)
     return _after_lock_step(s, p["area"], c, L)
 
@@ -201,33 +203,48 @@ def bpf_jit_binary_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State
     return _progs(s, L, p["prog"], PROG_ALLOCATED, p["area"], 0)
 
 
-@action("bpf", ("prog", "area"),
-        lambda c: [] if c.flags.bpf_prog_pack else
-        product(prog=range(c.bounds.progs), area=range(c.bounds.areas)),
-        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED),
-                                  L.eq(s.progs.area[p["prog"]], p["area"]),
-                                  L.eq(s.areas.phase[p["area"]], PH_ALLOCATED)))
+def _prog_domain(c: Ctx) -> list[dict[str, Any]]:
+    return [] if c.flags.bpf_prog_pack else product(prog=range(c.bounds.progs))
+
+
+def on_image(s: State, prog: int, c: Ctx, L: Logic, fn: Any) -> Any:
+    """`fn(area)` for the JIT image area of program `prog`."""
+    return L.case(s.progs.area[prog], range(c.bounds.areas), fn)
+
+
+@action("bpf", ("prog",), _prog_domain,
+        lambda s, p, c, L: L.and_(
+            L.eq(s.progs.state[p["prog"]], PROG_ALLOCATED),
+            on_image(s, p["prog"], c, L, lambda a: L.eq(s.areas.phase[a], PH_ALLOCATED))))
 def bpf_int_jit_compile(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_int_jit_compile (arch/x86/net/bpf_jit_comp.c, before packs): emit the program
     into its image while the image is still RW+NX."""
-    first = c.bounds.zone(p["area"]).start * c.bounds.cells
-    s = s.replace(pages=evolve(s.pages, content=L.store(s.pages.content, first, CODE)))
-    s = _set_phase(s, p["area"], PH_WRITTEN, L)
+
+    def emit(area: int) -> State:
+        first = c.bounds.zone(area).start * c.bounds.cells
+        t = s.replace(pages=evolve(s.pages, content=L.store(s.pages.content, first, CODE)))
+        return _set_phase(t, area, PH_WRITTEN, L)
+
+    s = on_image(s, p["prog"], c, L, emit)
     return _progs(s, L, p["prog"], PROG_LIVE)
 
 
-@action("bpf", ("prog", "area", "fail"),
+@action("bpf", ("prog", "fail"),
         lambda c: [] if c.flags.bpf_prog_pack else
-        product(prog=range(c.bounds.progs), area=range(c.bounds.areas), fail=c.fail_choices),
-        lambda s, p, c, L: L.and_(prog_at(s, p["prog"], p["area"], L),
-                                  L.eq(s.areas.owner[p["area"]], OWN_BPF_JIT),
-                                  L.or_(L.eq(s.areas.phase[p["area"]], PH_LOCKED),
-                                        L.eq(s.areas.phase[p["area"]], PH_ALLOCATED))))
+        product(prog=range(c.bounds.progs), fail=c.fail_choices),
+        lambda s, p, c, L: L.and_(
+            L.ne(s.progs.state[p["prog"]], PROG_NONE),
+            on_image(s, p["prog"], c, L, lambda a: L.or_(L.eq(s.areas.phase[a], PH_LOCKED),
+                                                          L.eq(s.areas.phase[a], PH_ALLOCATED)))))
 def bpf_jit_binary_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_jit_binary_free (kernel/bpf/core.c): module_memfree the image of a dead (or
     never compiled) program; before 5.2 bpf_jit_binary_unlock_ro made it RW first."""
-    text = range(c.bounds.zone(p["area"]).start, c.bounds.zone(p["area"]).start + 1)
-    s = module_memfree(s, p["area"], 1, p["fail"], c, L, text)
+
+    def free(area: int) -> State:
+        text = range(c.bounds.zone(area).start, c.bounds.zone(area).start + 1)
+        return module_memfree(s, area, 1, p["fail"], c, L, text)
+
+    s = on_image(s, p["prog"], c, L, free)
     return _progs(s, L, p["prog"], PROG_NONE)
 
 
