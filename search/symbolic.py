@@ -7,6 +7,7 @@ readable and lets two states of the same unrolling never share a constant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import z3
@@ -128,18 +129,32 @@ def substitute(term: Any, sym: State, concrete: State) -> Any:
 
     A term that simplifies to a constant comes back as a Python bool or int; anything
     else (a constant this state does not cover) comes back as the simplified z3 term."""
+    return substituter(sym, concrete)(term)
+
+
+def substituter(sym: State, concrete: State) -> Callable[[Any], Any]:
+    """`substitute` with `sym` and `concrete` fixed: the pairs are built once, and a leaf
+    that is itself one of `sym`'s constants is looked up instead of simplified."""
     pairs = [(a, as_z3(b)) for a, b in zip(flat(sym), flat(concrete), strict=True)
              if not isinstance(a, bool | int)]
+    direct = {a.get_id(): b for a, b in zip(flat(sym), flat(concrete), strict=True)
+              if not isinstance(a, bool | int)}
 
     def one(t: Any) -> Any:
         if isinstance(t, bool | int):
             return t
+        hit = direct.get(t.get_id())
+        if hit is not None:
+            return hit
         r = z3.simplify(z3.substitute(t, *pairs))
         try:
             return _py(r)
         except ValueError:
             return r
 
-    if isinstance(term, State):
-        return rebuild(term, [one(t) for t in flat(term)])
-    return one(term)
+    def go(term: Any) -> Any:
+        if isinstance(term, State):
+            return rebuild(term, [one(t) for t in flat(term)])
+        return one(term)
+
+    return go
