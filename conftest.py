@@ -27,3 +27,24 @@ def save_counterexample() -> Callable[[Any], Path]:
         return save(trace, out)
 
     return _save
+
+
+_FOUND: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the kernel-call sequences that the hypothesis tests found (also from
+    xdist workers, whose reports carry user_properties to the controller)."""
+    if report.when == "call" and report.passed:
+        for name, value in report.user_properties:
+            if name == "counterexample":
+                _FOUND.append((report.nodeid.split("::")[-1], str(value)))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FOUND:
+        return
+    tr = terminalreporter
+    tr.section("violations found by hypothesis (shrunk)")
+    for nodeid, text in sorted(_FOUND):
+        tr.write_line(f"{nodeid}: {text}")

@@ -45,12 +45,12 @@ def _find(system: System, invariant: str) -> Violation | None:
 
 @pytest.mark.parametrize(("profile", "invariant", "faults"), _declared())
 def test_declared_violation_is_found(profile: str, invariant: str, faults: bool,
-                                     save_counterexample: Any) -> None:
+                                     save_counterexample: Any, record_property: Any) -> None:
     system = System.build(profile, faults=faults)
     found = _find(system, invariant)
     assert found is not None, f"{profile}: the model lost the {invariant} bug of this version"
     assert found.invariant == invariant
-    print(found)
+    record_property("counterexample", str(found))
     save_counterexample(found)
 
 
@@ -67,13 +67,13 @@ def test_declared_invariants_hold(profile: str, faults: bool) -> None:
 
 
 @pytest.mark.parametrize("bug", SEEDED_BUGS, ids=[b.name for b in SEEDED_BUGS])
-def test_seeded_bug_is_caught(bug: Any, save_counterexample: Any) -> None:
+def test_seeded_bug_is_caught(bug: Any, save_counterexample: Any, record_property: Any) -> None:
     base = System.build(bug.base)
     assert base.expected(bug.catches) == "holds", "a seeded bug must start from a safe profile"
     system = System.build(bug.base, overrides=bug.overrides)
     found = _find(system, bug.catches)
     assert found is not None, f"{bug.name}: {bug.catches} did not catch {bug.story}"
-    print(found)
+    record_property("counterexample", str(found))
     save_counterexample(found)
 
 
