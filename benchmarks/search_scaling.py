@@ -1,0 +1,101 @@
+"""How long the engines take, printed, never asserted.
+
+    python benchmarks/search_scaling.py [--depth 10] [--timeout 60] [--profiles a,b]
+                                        [--scaling 1,5,10,15,20] [--no-bfs]
+
+Part 1: every profile x invariant at `--depth`: BMC's time to the shortest counterexample
+(or to exhaust the depth), and the explicit-state BFS side by side if search/bfs.py is
+there. Part 2: BMC on v5.19, all invariants, against depth. `--timeout` bounds each
+engine run (one configuration), so an unknown shows up as such instead of a hang.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from collections.abc import Callable
+from typing import Any
+
+from invariants import INVARIANTS
+from model.profiles import PROFILES
+from model.system import System
+from search import bmc
+from search.result import Result
+
+Engine = Callable[..., dict[str, Result]]
+
+
+def _bfs() -> Engine | None:
+    if importlib.util.find_spec("search.bfs") is None:
+        return None
+    from search import bfs
+
+    return getattr(bfs, "check", None)
+
+
+def _cell(r: Result | None) -> str:
+    if r is None:
+        return "-"
+    tag = {"violated": "V", "holds": "ok", "unknown": "?", "proved": "P"}.get(r.status, r.status)
+    return f"{tag}@{r.depth} {r.seconds:6.2f}s"
+
+
+def _run(engine: Engine, system: System, depth: int, timeout: float | None) -> tuple[
+        dict[str, Result], float]:
+    t = time.monotonic()
+    try:
+        res = engine(system, list(INVARIANTS), depth, timeout=timeout)
+    except TypeError:
+        res = engine(system, list(INVARIANTS), depth)  # an engine without a timeout
+    return res, time.monotonic() - t
+
+
+def matrix(profiles: list[str], depth: int, timeout: float | None, use_bfs: bool) -> None:
+    bfs = _bfs() if use_bfs else None
+    engines: list[tuple[str, Engine]] = [("bmc", bmc.check)]
+    if bfs is not None:
+        engines.append(("bfs", bfs))
+    print(f"== every profile x invariant, depth {depth} "
+          f"(V@d: shortest violation at depth d; ok@d: none within d; ?: unknown)")
+    grand = {name: 0.0 for name, _ in engines}
+    for prof in profiles:
+        system = System.build(prof)
+        runs: dict[str, tuple[dict[str, Result], float]] = {}
+        for name, engine in engines:
+            runs[name] = _run(engine, system, depth, timeout)
+            grand[name] += runs[name][1]
+        totals = "  ".join(f"{n} {runs[n][1]:.1f}s" for n, _ in engines)
+        print(f"{prof}  ({len(system.instances)} instances)  total: {totals}")
+        for inv in INVARIANTS:
+            cells = "   ".join(f"{n}: {_cell(runs[n][0].get(inv)):18s}" for n, _ in engines)
+            print(f"  {inv:22s} expected {system.expected(inv) or '-':9s} {cells}")
+    print("all profiles: " + "  ".join(f"{n} {t:.1f}s" for n, t in grand.items()))
+
+
+def scaling(profile: str, depths: list[int], timeout: float | None) -> None:
+    print(f"== bmc on {profile}, all invariants, against depth")
+    system = System.build(profile)
+    for d in depths:
+        res, secs = _run(bmc.check, system, d, timeout)
+        statuses: dict[str, Any] = {}
+        for r in res.values():
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+        print(f"  depth {d:3d}: {secs:8.1f}s  {statuses}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--depth", type=int, default=10)
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per engine run")
+    ap.add_argument("--profiles", default=",".join(PROFILES))
+    ap.add_argument("--scaling", default="1,5,10,15,20")
+    ap.add_argument("--scaling-profile", default="v5.19")
+    ap.add_argument("--no-bfs", action="store_true")
+    a = ap.parse_args()
+    matrix(a.profiles.split(","), a.depth, a.timeout, not a.no_bfs)
+    scaling(a.scaling_profile, [int(x) for x in a.scaling.split(",") if x], a.timeout)
+
+
+if __name__ == "__main__":
+    main()
