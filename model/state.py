@@ -58,7 +58,7 @@ class Pages:
     index: tuple[bool, ...]  # ->index written as on a base page
     private: tuple[bool, ...]  # ->private written as on a base page
     content: tuple[int, ...]  # frames * cells content cells
-    bad_page: int  # "BUG: Bad page state" reports from the free-time checks
+    bad_page: bool  # the free-time checks reported "BUG: Bad page state" at least once
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def initial_state(b: Bounds) -> State:
             index=(False,) * n,
             private=(False,) * n,
             content=(UNINIT,) * (n * b.cells),
-            bad_page=0,
+            bad_page=False,
         ),
         dmap=DirectMap(
             present=(True,) * n,

@@ -58,10 +58,11 @@ def states_differ(a: State, b: State) -> Any:
 def _ranges(ctx: Ctx) -> dict[str, int]:
     """Exclusive upper bounds of the enum and index fields, by field path (no index).
 
-    Counters (`bad_page`, `splits`) have no bound here: they only grow, and the model
-    keeps nothing else from growing past these."""
+    `dmap.splits` counts leaves split, and a split is never undone, so it stays within
+    the number of leaves (one per area slot)."""
     b = ctx.bounds
     return {
+        "dmap.splits": b.areas + 1,
         "pages.kind": len(PAGE_KINDS),
         "pages.mapping": len(MAPPINGS),
         "pages.content": len(CONTENTS),

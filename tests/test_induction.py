@@ -25,7 +25,7 @@ def test_violated_invariant_is_never_proved() -> None:
 def test_trivial_property_is_proved(monkeypatch: pytest.MonkeyPatch) -> None:
     def nonnegative(s: Any, c: Any, L: Any) -> Any:
         # unsigned: true of every state, and so 1-inductive
-        return L.le(0, s.pages.bad_page)
+        return L.le(0, s.dmap.splits)
 
     monkeypatch.setitem(invariants.INVARIANTS, "nonnegative", nonnegative)
     monkeypatch.setattr(induction, "INVARIANTS", invariants.INVARIANTS)

@@ -109,6 +109,12 @@ def action(
     return deco
 
 
+def lowest_free(k: int, free: Callable[[int], Any], L: Logic) -> Any:
+    """Slot `k` is the lowest one for which `free(slot)` holds: programs and driver
+    pointers are interchangeable slots, so the model always takes the lowest free one."""
+    return L.and_(free(k), L.not_(L.any_(free(j) for j in range(k))))
+
+
 def product(**domains: Iterable[Any]) -> list[Params]:
     """Every combination of the named finite domains, in a fixed order."""
     out: list[Params] = [{}]

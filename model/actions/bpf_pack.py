@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.actions.base import Ctx, action, product
+from model.actions.base import Ctx, action, lowest_free, product
 from model.actions.code import _progs, module_alloc, module_alloc_huge, module_memfree
 from model.actions.cpa import set_memory_ro, set_memory_x
 from model.actions.vmalloc import area_free, set_vm_flush_reset_perms
@@ -57,7 +57,7 @@ def _set_bit(s: State, i: int, v: Any, L: Logic) -> State:
 
 
 def _pre_no_prog(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
-    return L.eq(s.progs.state[p["prog"]], PROG_NONE)
+    return lowest_free(p["prog"], lambda j: L.eq(s.progs.state[j], PROG_NONE), L)
 
 
 def _new_pack_domain(c: Ctx) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.actions.base import Ctx, action, product
+from model.actions.base import Ctx, action, lowest_free, product
 from model.actions.cpa import set_memory_nx, set_memory_ro, set_memory_rw, set_memory_x
 from model.actions.vmalloc import (
     area_free,
@@ -193,7 +193,7 @@ def prog_at(s: State, prog: int, area: int, L: Logic) -> Any:
 @action("bpf", ("prog", "area"),
         lambda c: [] if c.flags.bpf_prog_pack else
         product(prog=range(c.bounds.progs), area=range(c.bounds.areas)),
-        lambda s, p, c, L: L.and_(L.eq(s.progs.state[p["prog"]], PROG_NONE),
+        lambda s, p, c, L: L.and_(lowest_free(p["prog"], lambda j: L.eq(s.progs.state[j], PROG_NONE), L),
                                   area_free(s, p["area"], 1, c, L)))
 def bpf_jit_binary_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_jit_binary_alloc (kernel/bpf/core.c, before packs): module_alloc one image

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from model.actions.base import Ctx, action, product
+from model.actions.base import Ctx, action, lowest_free, product
 from model.actions.page_alloc import get_page, get_page_ok, put_page, put_page_ok
 from model.logic import Logic
 from model.state import MAPPING_FILE, MAPPING_NULL, OWN_VMALLOC, State, evolve
@@ -49,7 +49,7 @@ def _vmalloc_to_page_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any
 
 
 def _pre_free_ref(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
-    return L.and_(L.not_(s.refs.held[p["ref"]]),
+    return L.and_(lowest_free(p["ref"], lambda j: L.not_(s.refs.held[j]), L),
                   L.eq(s.areas.owner[p["frame"] // c.bounds.hpage], OWN_VMALLOC))
 
 

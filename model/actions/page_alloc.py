@@ -104,7 +104,7 @@ def _free_block(s: State, frames: range, cond: Any, c: Ctx, L: Logic) -> State:
         kind = L.store(kind, f, L.ite(free, PG_FREE, kind[f]))
         mapping = L.store(mapping, f, L.ite(free, MAPPING_NULL, mapping[f]))
     return s.replace(pages=Pages(kind, p.refcount, p.mapcount, mapping, p.lru, p.index,
-                                 p.private, p.content, L.ite(bad, L.add(p.bad_page, 1), p.bad_page)))
+                                 p.private, p.content, L.or_(bad, p.bad_page)))
 
 
 def put_page(s: State, f: int, c: Ctx, L: Logic) -> State:

@@ -72,7 +72,18 @@ def vm_area_alloc(
 
 
 def area_free(s: State, area: int, npages: int, c: Ctx, L: Logic) -> Any:
-    """The slot is unused and the zone's frames are back in the page allocator."""
+    """`area` is where the allocator puts a new area of `npages`: the lowest slot that is
+    unused and whose zone's frames are back in the page allocator.
+
+    Slots are interchangeable (each owns an identical zone and direct-map leaf), so
+    fixing the allocator's choice loses no behaviour up to renaming the slots, and it
+    divides the branching of every allocation by up to the number of slots (symmetry
+    reduction, as TLC's symmetry sets do)."""
+    return L.and_(_usable(s, area, npages, c, L),
+                  L.not_(L.any_(_usable(s, a, npages, c, L) for a in range(area))))
+
+
+def _usable(s: State, area: int, npages: int, c: Ctx, L: Logic) -> Any:
     z = c.bounds.zone(area)
     return L.and_(L.eq(s.areas.owner[area], OWN_NONE),
                   frames_free(s, range(z.start, z.start + npages), L))
