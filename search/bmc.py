@@ -195,12 +195,14 @@ def _remaining_ms(deadline: float | None) -> int:
 
 
 def check(system: System, invariants: list[str], depth: int, timeout: float | None = None,
+          query_timeout: float | None = None,
           progress: Progress | None = None) -> dict[str, Result]:
     """Look for a shortest violation of each invariant within `depth` steps.
 
     VIOLATED with the steps of a shortest counterexample (replayed on the concrete model),
     HOLDS with `depth` when no path of at most `depth` steps violates it, UNKNOWN when z3
-    answered unknown or `timeout` (seconds, for the whole call) ran out. `seconds` of a
+    answered unknown, `timeout` (seconds, for the whole call) ran out, or one solver
+    query took longer than `query_timeout` seconds. `seconds` of a
     result is the wall time from the start of the call until that invariant was settled."""
     for name in invariants:
         if name not in INVARIANTS:
@@ -222,7 +224,7 @@ def check(system: System, invariants: list[str], depth: int, timeout: float | No
                 results[name] = _unknown(name, d, t0, f"timeout after {timeout}s at depth {d}")
                 pending.remove(name)
                 continue
-            r = _check_one(enc, path, name, d, deadline, t0)
+            r = _check_one(enc, path, name, d, deadline, t0, query_timeout)
             if r is not None:
                 results[name] = r
                 pending.remove(name)
@@ -246,12 +248,15 @@ def _unknown(name: str, d: int, t0: float, why: str) -> Result:
 
 
 def _check_one(enc: Encoding, path: Unrolling, name: str, d: int, deadline: float | None,
-               t0: float) -> Result | None:
+               t0: float, query_timeout: float | None = None) -> Result | None:
     """Is `name` violated at exactly depth `d` (on a path that reaches it)? None: no."""
     bad = z3.Not(enc.invariant(name, path.states[d]))
     lit = z3.Bool(f"check.{name}.{d}")
     path.solver.add(z3.Implies(lit, bad))
-    path.solver.set("timeout", _remaining_ms(deadline))
+    ms = _remaining_ms(deadline)
+    if query_timeout is not None:
+        ms = min(ms, max(1, int(query_timeout * 1000)))
+    path.solver.set("timeout", ms)
     answer = path.solver.check(lit)
     if answer == z3.unsat:
         return None

@@ -103,7 +103,8 @@ def _check_parser() -> _Parser:
     p.add_argument("--prove", action="store_true",
                    help="try k-induction (k up to --depth) on every invariant that holds")
     p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
-                   help="time budget of each engine run (one profile); past it: unknown")
+                   help="bmc: seconds per z3 query; bfs: per profile; --prove: per invariant proof. "
+                   "A query that runs out is reported unknown, never holds")
     p.add_argument("--seed", type=int, default=0, help="recorded in traces (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
@@ -186,7 +187,10 @@ def run_check(profiles: list[str], invariants: list[str], depth: int, engine: st
         def tick(d: int, inv: str, name: str = name) -> None:
             progress.note(f"{name}: depth {d} {inv}")
 
-        results = check(system, invariants, depth, timeout=timeout, progress=tick)
+        if engine == "bmc":
+            results = check(system, invariants, depth, query_timeout=timeout, progress=tick)
+        else:
+            results = check(system, invariants, depth, timeout=timeout, progress=tick)
         for inv in invariants:
             r = results[inv]
             row = Row(name, inv, r, system.expected(inv), faults)
