@@ -79,7 +79,7 @@ def test_same_trace_saved_once(tmp_path: Path, tail: Trace) -> None:
 
 
 def test_different_trace_same_name_gets_suffix(tmp_path: Path, tail: Trace) -> None:
-    other = make("v5.18-rc1", ["vmalloc(area=1, npages=4)", "vmalloc_to_page(ref=0, frame=5)",
+    other = make("v5.18-rc1", ["vmalloc(area=0, npages=4)", "vmalloc_to_page(ref=0, frame=2)",
                                "set_page_mapping(ref=0)"], "no_tail_as_base")
     a, b = save(tail, tmp_path), save(other, tmp_path)
     assert a != b and b.name.startswith("v5.18-rc1__no_tail_as_base__d3__")
