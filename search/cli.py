@@ -444,6 +444,11 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("allocheck: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`| head`): not an error of ours; keep Python from
+        # complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as e:
         from search.trace import TraceError
 
