@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import STALE_STEPS, make
 
 from model.system import System
 from search.graph import (
@@ -18,28 +19,6 @@ from search.graph import (
     trace_graph,
 )
 from search.trace import Trace, find_instances, trace_from_steps
-
-TAIL_STEPS = ["vmalloc(area=0, npages=4)", "vmalloc_to_page(ref=0, frame=1)",
-              "set_page_mapping(ref=0)"]
-STALE_STEPS = ["alloc_new_pack(prog=0, area=0, aligned=true, fail=false)",
-               "bpf_prog_pack_alloc(prog=1, area=0, chunk=1)",
-               "bpf_arch_text_copy(prog=0)",
-               "bpf_prog_pack_free(prog=0, fail=false)"]
-
-
-def make(profile: str, calls: list[str], invariant: str | None) -> Trace:
-    system = System.build(profile)
-    return trace_from_steps(system, find_instances(system, calls), invariant, "test")
-
-
-@pytest.fixture(scope="module")
-def tail() -> Trace:
-    return make("v5.18-rc1", TAIL_STEPS, "no_tail_as_base")
-
-
-@pytest.fixture(scope="module")
-def stale() -> Trace:
-    return make("v5.18.y", STALE_STEPS, "no_stale_exec")
 
 
 @pytest.fixture(scope="module")

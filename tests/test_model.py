@@ -3,14 +3,18 @@ raises where its guard holds, bounds and flags reject nonsense."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invariants import INVARIANTS
 from model.bounds import Bounds, BoundsError
+from model.enabled import EnabledCache
 from model.logic import CONCRETE
 from model.profiles import PROFILES, ProfileError, get_profile, parse_flag_value
+from model.state import State
 from model.system import System
 from search.simulate import Walker
 
@@ -24,51 +28,43 @@ def test_initial_state_satisfies_every_invariant(profile: str, faults: bool) -> 
         assert inv(s, system.ctx, CONCRETE), name
 
 
+def visited(system: System, seed: int, n: int) -> Iterator[State]:
+    """`n` states along seeded random walks, restarting where nothing is enabled."""
+    walker = Walker(system, seed=seed)
+    s = system.initial()
+    for _ in range(n):
+        yield s
+        inst = walker.choose(s)
+        if inst is not None:
+            assert inst.guard(s, system.ctx, CONCRETE), "the walker drew a disabled instance"
+        s = system.initial() if inst is None else system.step(s, inst)
+
+
 @settings(max_examples=40, derandomize=True, database=None, deadline=None)
 @given(profile=st.sampled_from(list(PROFILES)), seed=st.integers(0, 2**16), faults=st.booleans())
 def test_no_enabled_action_raises(profile: str, seed: int, faults: bool) -> None:
     """Every enabled instance of every visited state steps without an exception and keeps
     every field within its declared range."""
     system = System.build(profile, faults=faults)
-    walker = Walker(system, seed=seed)
-    s = system.initial()
-    for _ in range(25):
+    for s in visited(system, seed, 25):
         for inst in system.enabled(s):
             t = system.step(s, inst)
             assert all(0 <= r <= system.bounds.max_ref for r in t.pages.refcount), str(inst)
             assert all(0 <= m <= system.bounds.max_ref for m in t.pages.mapcount), str(inst)
-        inst = walker.choose(s)
-        if inst is None:
-            break
-        s = system.step(s, inst)
 
 
-def test_walker_draws_only_enabled_instances() -> None:
-    system = System.build("v5.18-rc1")
-    walker = Walker(system, seed=3)
-    s = system.initial()
-    for _ in range(200):
-        inst = walker.choose(s)
-        if inst is None:
-            s = system.initial()
-            continue
-        assert inst.guard(s, system.ctx, CONCRETE)
-        s = system.step(s, inst)
-
-
-def test_pre_guard_never_hides_an_enabled_instance() -> None:
-    """`pre` is a conjunct of the guard; evaluating it first changes nothing."""
-    system = System.build("v5.19")
-    walker = Walker(system, seed=5)
-    s = system.initial()
-    for _ in range(100):
-        for inst in system.instances:
-            a, p = inst.action, inst.params
-            full = bool(a.guard(s, p, system.ctx, CONCRETE)) and (
-                a.pre is None or bool(a.pre(s, p, system.ctx, CONCRETE)))
-            assert bool(inst.guard(s, system.ctx, CONCRETE)) == full
-        inst = walker.choose(s)
-        s = system.initial() if inst is None else system.step(s, inst)
+def test_pre_guard_and_cache_never_change_what_is_enabled() -> None:
+    """`pre` is a conjunct of the guard and the EnabledCache reuses results only while
+    their inputs are the same objects: both give exactly the plain guard's answer."""
+    system = System.build("v5.19", faults=True)
+    cache = EnabledCache(system.instances, system.ctx)
+    for s in visited(system, 5, 150):
+        plain = [i for i in system.instances
+                 if bool(i.action.guard(s, i.params, system.ctx, CONCRETE))
+                 and (i.action.pre is None or bool(i.action.pre(s, i.params, system.ctx, CONCRETE)))]
+        assert system.enabled(s) == plain
+        assert cache.enabled(s) == plain
+    assert cache.hits > 0
 
 
 @pytest.mark.parametrize("text", ["frames=3", "hpage=0", "areas=100", "chunks=x", "bogus=1",

@@ -1,0 +1,21 @@
+"""Traces the tests of the trace tooling share: built by stepping the concrete model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.system import System
+from search.trace import Trace, find_instances, trace_from_steps
+
+TAIL_STEPS = ["vmalloc(area=0, npages=4)", "vmalloc_to_page(ref=0, frame=1)",
+              "set_page_mapping(ref=0)"]
+STALE_STEPS = ["alloc_new_pack(prog=0, area=0, aligned=true, fail=false)",
+               "bpf_prog_pack_alloc(prog=1, area=0, chunk=1)",
+               "bpf_arch_text_copy(prog=0)",
+               "bpf_prog_pack_free(prog=0, fail=false)"]
+
+
+def make(profile: str, calls: list[str], invariant: str | None, engine: str = "test",
+         overrides: dict[str, Any] | None = None, seed: int | None = 7) -> Trace:
+    system = System.build(profile, overrides=overrides)
+    return trace_from_steps(system, find_instances(system, calls), invariant, engine, seed=seed)
