@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from invariants import INVARIANTS
+from model.bounds import DEFAULT_BOUNDS, Bounds
 from model.profiles import PROFILES
 from model.system import System
 from search import bmc
@@ -51,7 +52,8 @@ def _run(engine: Engine, system: System, depth: int, timeout: float | None) -> t
     return res, time.monotonic() - t
 
 
-def matrix(profiles: list[str], depth: int, timeout: float | None, use_bfs: bool) -> None:
+def matrix(profiles: list[str], depth: int, timeout: float | None, use_bfs: bool,
+           bounds: Bounds = DEFAULT_BOUNDS) -> None:
     bfs = _bfs() if use_bfs else None
     engines: list[tuple[str, Engine]] = [("bmc", bmc.check)]
     if bfs is not None:
@@ -60,7 +62,7 @@ def matrix(profiles: list[str], depth: int, timeout: float | None, use_bfs: bool
           f"(V@d: shortest violation at depth d; ok@d: none within d; ?: unknown)")
     grand = {name: 0.0 for name, _ in engines}
     for prof in profiles:
-        system = System.build(prof)
+        system = System.build(prof, bounds=bounds)
         runs: dict[str, tuple[dict[str, Result], float]] = {}
         for name, engine in engines:
             runs[name] = _run(engine, system, depth, timeout)
@@ -73,9 +75,10 @@ def matrix(profiles: list[str], depth: int, timeout: float | None, use_bfs: bool
     print("all profiles: " + "  ".join(f"{n} {t:.1f}s" for n, t in grand.items()))
 
 
-def scaling(profile: str, depths: list[int], timeout: float | None) -> None:
+def scaling(profile: str, depths: list[int], timeout: float | None,
+            bounds: Bounds = DEFAULT_BOUNDS) -> None:
     print(f"== bmc on {profile}, all invariants, against depth")
-    system = System.build(profile)
+    system = System.build(profile, bounds=bounds)
     for d in depths:
         res, secs = _run(bmc.check, system, d, timeout)
         statuses: dict[str, Any] = {}
@@ -92,9 +95,12 @@ def main() -> None:
     ap.add_argument("--scaling", default="1,5,10,15,20")
     ap.add_argument("--scaling-profile", default="v5.19")
     ap.add_argument("--no-bfs", action="store_true")
+    ap.add_argument("--bounds", default="", help="model scope, as python -m search --bounds")
     a = ap.parse_args()
-    matrix(a.profiles.split(","), a.depth, a.timeout, not a.no_bfs)
-    scaling(a.scaling_profile, [int(x) for x in a.scaling.split(",") if x], a.timeout)
+    bounds = Bounds.parse(a.bounds) if a.bounds else DEFAULT_BOUNDS
+    print(f"bounds: {bounds.as_dict()}")
+    matrix(a.profiles.split(","), a.depth, a.timeout, not a.no_bfs, bounds)
+    scaling(a.scaling_profile, [int(x) for x in a.scaling.split(",") if x], a.timeout, bounds)
 
 
 if __name__ == "__main__":
