@@ -18,14 +18,19 @@ class Bounds:
     area slot owns one huge-page-aligned zone of `hpage` frames, which is also one leaf of
     the direct map, so `frames` is always `areas * hpage`: placing backing memory is the
     allocator's business, and the bugs live in what happens inside a zone.
+
+    The default is the smallest scope in which every historical bug still shows (a
+    compound page needs a tail, a pack two chunks, a stale program a second one to keep
+    its pack alive); `WIDE` (16 frames, 4-frame huge pages, 4 areas, 4 chunks, 2 driver
+    pointers) is the scope of the original brief, for deeper looks at fewer steps.
     """
 
-    frames: int = 16  # physical frames (struct pages)
-    hpage: int = 4  # frames per PMD-sized huge page / direct-map leaf
-    areas: int = 4  # vm area slots (vmalloc, module_alloc, packs)
-    chunks: int = 4  # bpf_prog_pack chunks per pack; also content cells per frame
+    frames: int = 4  # physical frames (struct pages)
+    hpage: int = 2  # frames per PMD-sized huge page / direct-map leaf
+    areas: int = 2  # vm area slots (vmalloc, module_alloc, packs)
+    chunks: int = 2  # bpf_prog_pack chunks per pack; also content cells per frame
     progs: int = 2  # BPF program slots
-    refs: int = 2  # driver-held struct page pointers (vmalloc_to_page)
+    refs: int = 1  # driver-held struct page pointers (vmalloc_to_page)
     max_ref: int = 3  # largest _refcount / _mapcount the model lets a driver build up
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -64,7 +69,10 @@ class Bounds:
 
     @classmethod
     def parse(cls, text: str) -> Bounds:
-        """`frames=16,hpage=4,...`; `frames` follows `areas*hpage` unless given."""
+        """`small`, `wide`, or `frames=16,hpage=4,...`; `frames` follows `areas*hpage`
+        unless given."""
+        if text.strip() in PRESETS:
+            return PRESETS[text.strip()]
         values: dict[str, int] = {}
         for item in filter(None, (p.strip() for p in text.split(","))):
             key, sep, raw = item.partition("=")
@@ -75,11 +83,14 @@ class Bounds:
                 values[key] = int(raw)
             except ValueError:
                 raise BoundsError(f"bound {key} needs an integer, got {raw.strip()!r}") from None
+        d = cls()
         if "frames" not in values:
-            values["frames"] = values.get("areas", 4) * values.get("hpage", 4)
-        elif "areas" not in values and values["frames"] % values.get("hpage", 4) == 0:
-            values["areas"] = values["frames"] // values.get("hpage", 4)
+            values["frames"] = values.get("areas", d.areas) * values.get("hpage", d.hpage)
+        elif "areas" not in values and values["frames"] % values.get("hpage", d.hpage) == 0:
+            values["areas"] = values["frames"] // values.get("hpage", d.hpage)
         return cls(**values)
 
 
 DEFAULT_BOUNDS = Bounds()
+WIDE = Bounds(frames=16, hpage=4, areas=4, chunks=4, progs=2, refs=2)
+PRESETS = {"small": DEFAULT_BOUNDS, "wide": WIDE}

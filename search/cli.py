@@ -97,7 +97,8 @@ def _check_parser() -> _Parser:
                    help="override a profile flag (repeatable); a profile with overrides has "
                    "no declared history, so any violation counts")
     p.add_argument("--bounds", default="", metavar="K=V,...",
-                   help="model scope, e.g. frames=16,hpage=4,areas=4,chunks=4,progs=2,refs=2")
+                   help="model scope: small (default: frames=4,hpage=2,areas=2,chunks=2,progs=2,"
+                   "refs=1), wide (frames=16,hpage=4,areas=4,chunks=4,progs=2,refs=2), or K=V,...")
     p.add_argument("--faults", action="store_true",
                    help="page-table allocations may fail (Rick Edgecombe's direct-map splits)")
     p.add_argument("--prove", action="store_true",

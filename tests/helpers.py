@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from model.bounds import WIDE
 from model.system import System
 from search.trace import Trace, find_instances, trace_from_steps
 
@@ -17,5 +18,5 @@ STALE_STEPS = ["alloc_new_pack(prog=0, area=0, aligned=true, fail=false)",
 
 def make(profile: str, calls: list[str], invariant: str | None, engine: str = "test",
          overrides: dict[str, Any] | None = None, seed: int | None = 7) -> Trace:
-    system = System.build(profile, overrides=overrides)
+    system = System.build(profile, bounds=WIDE, overrides=overrides)
     return trace_from_steps(system, find_instances(system, calls), invariant, engine, seed=seed)

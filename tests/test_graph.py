@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import STALE_STEPS, make
 
+from model.bounds import WIDE
 from model.system import System
 from search.graph import (
     causal_slice,
@@ -92,7 +93,7 @@ def test_explain_stale(stale: Trace) -> None:
 
 
 def test_explain_seeded_bug() -> None:
-    system = System.build("v5.19", overrides={"pack_invalidate": False})
+    system = System.build("v5.19", bounds=WIDE, overrides={"pack_invalidate": False})
     t = trace_from_steps(system, find_instances(system, STALE_STEPS), "no_stale_exec", "test")
     text = explain(t)
     assert "holds under v5.19" in text and "Seeded bug no-invalidate" in text
