@@ -59,6 +59,15 @@ def machine_for(system: System, check: Iterable[str]) -> type[RuleBasedStateMach
     }
     for name, insts in by_action.items():
         attrs[name] = _rule(system, insts)
+
+    def stutter(self: Any) -> None:
+        """Nothing is enabled (every slot taken for good, e.g. by a boot-time hash table):
+        the kernel idles. Hypothesis needs a rule it can take."""
+
+    def deadlocked(self: Any) -> bool:
+        return not any(i.guard(self.s, system.ctx, CONCRETE) for i in system.instances)
+
+    attrs["stutter"] = rule()(precondition(deadlocked)(stutter))
     return type(f"Kernel_{system.profile.name.replace('.', '_').replace('-', '_')}",
                 (RuleBasedStateMachine,), attrs)
 

@@ -249,6 +249,10 @@ def print_table(rows: list[Row], depth: int, engine: str, bounds: Bounds, faults
               file=stream)
     for r in unknown:
         print(f"unknown: {r.profile} {r.invariant}: {r.result.detail}", file=stream)
+    for r in rows:
+        if "not proved" in r.result.detail:
+            why = r.result.detail.split("; ", 1)[-1]
+            print(f"not proved: {r.profile} {r.invariant}: {why}", file=stream)
 
 
 def exit_code(rows: list[Row]) -> int:
