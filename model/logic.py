@@ -118,7 +118,8 @@ def _bv(x: Any) -> Any:
     return z3.BitVecVal(x, WIDTH) if isinstance(x, int) else x
 
 
-def _leaf(x: Any) -> Any:
+def as_term(x: Any) -> Any:
+    """A leaf as a z3 term, whether it is already one or a Python constant."""
     if isinstance(x, bool):
         return z3.BoolVal(x)
     if isinstance(x, int):
@@ -150,7 +151,7 @@ class Symbolic:
             return tuple(self.ite(c, x, y) for x, y in zip(a, b, strict=True))
         if _is_py(a) and _is_py(b) and a == b and type(a) is type(b):
             return a
-        return z3.If(c, _leaf(a), _leaf(b))
+        return z3.If(c, as_term(a), as_term(b))
 
     def and_(self, *xs: Any) -> Any:
         return self.all_(xs)
@@ -170,7 +171,7 @@ class Symbolic:
         if _is_py(a) and _is_py(b):
             return a == b
         if isinstance(a, bool) or isinstance(b, bool) or z3.is_bool(a) or z3.is_bool(b):
-            return _leaf(a) == _leaf(b)
+            return as_term(a) == as_term(b)
         return _bv(a) == _bv(b)
 
     def ne(self, a: Any, b: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import z3
 
 from model.actions.base import Ctx
-from model.logic import WIDTH
+from model.logic import WIDTH, as_term
 from model.state import CONTENTS, MAPPINGS, OWNERS, PAGE_KINDS, PHASES, PROG_STATES, State, rebuild
 from model.state import leaves as state_leaves
 
@@ -31,13 +31,7 @@ def fresh_state(template: State, tag: str) -> State:
     return rebuild(template, vals)
 
 
-def as_z3(v: Any) -> Any:
-    """A leaf as a z3 term, whether it is already one or a Python constant."""
-    if isinstance(v, bool):
-        return z3.BoolVal(v)
-    if isinstance(v, int):
-        return z3.BitVecVal(v, WIDTH)
-    return v
+as_z3 = as_term  # one coercion of leaves to z3 terms, shared with model.logic
 
 
 def flat(s: State) -> list[Any]:
