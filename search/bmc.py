@@ -29,7 +29,7 @@ from model.state import State
 from model.state import leaves as state_leaves
 from model.system import System
 from search.result import HOLDS, UNKNOWN, VIOLATED, InternalError, Result
-from search.symbolic import as_z3, concretize, equal_to, flat, fresh_state
+from search.symbolic import as_z3, concretize, equal_to, flat, fresh_state, raise_if_interrupted
 
 ENGINE = "bmc"
 _NO_TIMEOUT_MS = 4294967295  # z3's own default: no limit
@@ -261,6 +261,7 @@ def _check_one(enc: Encoding, path: Unrolling, name: str, d: int, deadline: floa
     if answer == z3.unsat:
         return None
     if answer == z3.unknown:
+        raise_if_interrupted(path.solver)
         why = path.solver.reason_unknown()
         return _unknown(name, d, t0, f"z3 answered unknown ({why}) at depth {d}")
     model = path.solver.model()

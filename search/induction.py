@@ -25,7 +25,7 @@ from invariants import INVARIANTS
 from model.system import System
 from search.bmc import Encoding, Unrolling, _remaining_ms, new_solver, replay
 from search.result import PROVED, UNKNOWN, VIOLATED, Result
-from search.symbolic import concretize, state_constraints, states_differ
+from search.symbolic import concretize, raise_if_interrupted, state_constraints, states_differ
 
 ENGINE = "k-induction"
 
@@ -45,6 +45,7 @@ def _ask(solver: z3.Solver, lit: Any, deadline: float | None) -> z3.CheckSatResu
     solver.set("timeout", _remaining_ms(deadline))
     r = solver.check(lit)
     if r == z3.unknown:
+        raise_if_interrupted(solver)
         raise _Unknown(f"z3 answered unknown ({solver.reason_unknown()})")
     return r
 

@@ -153,3 +153,10 @@ def substituter(sym: State, concrete: State) -> Callable[[Any], Any]:
         return one(term)
 
     return go
+
+
+def raise_if_interrupted(solver: z3.Solver) -> None:
+    """z3 turns Ctrl-C during a query into `unknown`; make it an interrupt again, so that
+    a run stops and prints what it finished instead of reporting an unknown and going on."""
+    if "interrupted" in solver.reason_unknown():
+        raise KeyboardInterrupt

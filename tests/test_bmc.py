@@ -68,6 +68,8 @@ def test_replay_rejects_a_non_violation() -> None:
 class _Unknown:
     """A solver that gives up on every question, as z3 does on a timeout."""
 
+    reason = "canceled"
+
     def __init__(self, inner: z3.Solver) -> None:
         self.inner = inner
 
@@ -81,7 +83,7 @@ class _Unknown:
         return z3.unknown
 
     def reason_unknown(self) -> str:
-        return "canceled"
+        return self.reason
 
 
 def test_unknown_is_never_holds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,6 +93,19 @@ def test_unknown_is_never_holds(monkeypatch: pytest.MonkeyPatch) -> None:
     for r in res.values():
         assert r.status == UNKNOWN
         assert "unknown" in r.detail and "canceled" in r.detail
+
+
+def test_ctrl_c_inside_z3_interrupts_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """z3 answers unknown when Ctrl-C arrives during a query: that must stop the run
+    (the CLI then prints what finished), not become an unknown result."""
+
+    class _Interrupted(_Unknown):
+        reason = "interrupted from keyboard"
+
+    real = bmc.new_solver
+    monkeypatch.setattr(bmc, "new_solver", lambda: _Interrupted(real()))
+    with pytest.raises(KeyboardInterrupt):
+        bmc.check(System.build("v5.19"), ["wx"], depth=2)
 
 
 def test_exhausted_timeout_is_unknown() -> None:
