@@ -55,7 +55,6 @@ def _set_bit(s: State, i: int, v: Any, L: Logic) -> State:
     return s.replace(areas=evolve(s.areas, bitmap=L.store(s.areas.bitmap, i, v)))
 
 
-
 def _pre_no_prog(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     return lowest_free(p["prog"], lambda j: L.eq(s.progs.state[j], PROG_NONE), L)
 
@@ -72,7 +71,6 @@ def _new_pack_domain(c: Ctx) -> list[dict[str, Any]]:
 
 def _new_pack_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     return L.and_(
-        L.eq(s.progs.state[p["prog"]], PROG_NONE),
         L.not_(L.any_(has_room(s, a, c, L) for a in range(c.bounds.areas))),
         area_free(s, p["area"], pack_pages(c), c, L),
     )
@@ -107,7 +105,6 @@ def _first_fit(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     area, chunk = p["area"], p["chunk"]
     bm = s.areas.bitmap
     return L.and_(
-        L.eq(s.progs.state[p["prog"]], PROG_NONE),
         L.eq(s.areas.owner[area], OWN_PACK),
         L.not_(bm[bit(c, area, chunk)]),
         L.all_(bm[bit(c, area, k)] for k in range(chunk)),

@@ -186,10 +186,6 @@ def _progs(s: State, L: Logic, prog: int, state: int, area: int | None = None,
     ))
 
 
-def prog_at(s: State, prog: int, area: int, L: Logic) -> Any:
-    return L.and_(L.ne(s.progs.state[prog], PROG_NONE), L.eq(s.progs.area[prog], area))
-
-
 @action("bpf", ("prog", "area"),
         lambda c: [] if c.flags.bpf_prog_pack else
         product(prog=range(c.bounds.progs), area=range(c.bounds.areas)),
@@ -247,6 +243,3 @@ def bpf_jit_binary_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     s = on_image(s, p["prog"], c, L, free)
     return _progs(s, L, p["prog"], PROG_NONE)
 
-
-def is_text_owner(owner: int) -> bool:
-    return owner in (OWN_MODULE, OWN_BPF_JIT)

@@ -12,7 +12,7 @@ from typing import Any
 
 from model.actions.base import Ctx
 from model.logic import Logic
-from model.state import Areas, DirectMap, State, evolve
+from model.state import DirectMap, State, evolve
 
 
 def _leaf_of(f: int, c: Ctx) -> int:
@@ -89,7 +89,7 @@ def change_page_attr(
         if x is not None:
             dm_x = L.store(dm_x, f, L.ite(go, x, dm_x[f]))
     s = s.replace(
-        areas=_areas(a, pte_w=pte_w, pte_x=pte_x, vsplit=vsplit),
+        areas=evolve(a, pte_w=pte_w, pte_x=pte_x, vsplit=vsplit),
         dmap=DirectMap(dm.present, dm_w, dm_x, split, splits),
     )
     return s, stopped
@@ -136,8 +136,3 @@ def set_direct_map(s: State, f: int, present: bool, fail: bool, c: Ctx, L: Logic
         w = L.store(w, f, L.ite(go, True, w[f]))
         x = L.store(x, f, L.ite(go, False, x[f]))
     return s.replace(dmap=DirectMap(pres, w, x, split, splits))
-
-
-def _areas(a: Areas, **changes: Any) -> Areas:
-
-    return evolve(a, **changes)

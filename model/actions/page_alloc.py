@@ -119,7 +119,7 @@ def put_page(s: State, f: int, c: Ctx, L: Logic) -> State:
     ref_head = L.ite(is_tail, L.sub(ref[head], 1), ref[head])
     ref = L.store(ref, head, ref_head) if head != f else ref
     ref = L.store(ref, f, L.ite(is_tail, ref[f], L.sub(ref[f], 1)))
-    s = s.replace(pages=_with(p, refcount=ref))
+    s = s.replace(pages=evolve(p, refcount=ref))
     block = range(head, head + c.bounds.hpage)
     to_zero_head = L.and_(is_tail, L.eq(ref[head], 0))
     to_zero_self = L.and_(L.not_(is_tail), L.eq(ref[f], 0))
@@ -139,7 +139,7 @@ def get_page(s: State, f: int, c: Ctx, L: Logic) -> State:
     if head != f:
         ref = L.store(ref, head, L.ite(is_tail, L.add(ref[head], 1), ref[head]))
     ref = L.store(ref, f, L.ite(is_tail, ref[f], L.add(ref[f], 1)))
-    return s.replace(pages=_with(s.pages, refcount=ref))
+    return s.replace(pages=evolve(s.pages, refcount=ref))
 
 
 def get_page_ok(s: State, f: int, c: Ctx, L: Logic) -> Any:
@@ -164,8 +164,3 @@ def free_vmalloc_pages(s: State, frames: range, huge: bool, c: Ctx, L: Logic) ->
     for f in frames:
         s = put_page(s, f, c, L)
     return s
-
-
-def _with(p: Pages, **changes: Any) -> Pages:
-
-    return evolve(p, **changes)
