@@ -25,6 +25,29 @@ MAPPINGS = ("NULL", "TAIL_MAPPING", "file")
 UNINIT, ZERO, CODE, TRAP, DATA = 0, 1, 2, 3, 4
 CONTENTS = ("uninit", "zero", "code", "trap", "data")
 
+# why the free-time checks reported a page (mm/page_alloc.c, 5.17: page_bad_reason and
+# free_tail_pages_check; each is printed as "BUG: Bad page state ... <reason>")
+(
+    BAD_NONE,
+    BAD_MAPCOUNT,
+    BAD_MAPPING,
+    BAD_REFCOUNT,
+    BAD_TAIL_MAPPING,
+    BAD_NOT_TAIL,
+    BAD_COMPOUND_HEAD,
+) = range(7)
+BAD_REASONS = (
+    "none",
+    "nonzero mapcount",
+    "non-NULL mapping",
+    "nonzero _refcount",
+    "corrupted mapping in tail page",
+    "PageTail not set",
+    "compound_head not consistent",
+)
+# reported by free_tail_pages_check: a tail that stopped looking like one
+BAD_TAIL_REASONS = (BAD_TAIL_MAPPING, BAD_NOT_TAIL, BAD_COMPOUND_HEAD)
+
 # who owns a vm area slot
 (
     OWN_NONE,
@@ -58,7 +81,9 @@ class Pages:
     index: tuple[bool, ...]  # ->index written as on a base page
     private: tuple[bool, ...]  # ->private written as on a base page
     content: tuple[int, ...]  # frames * cells content cells
-    bad_page: bool  # the free-time checks reported "BUG: Bad page state" at least once
+    # per frame: why the free-time checks reported it ("BUG: Bad page state"), BAD_NONE if
+    # they never did; a reported page is leaked, never returned to the buddy allocator
+    bad: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -77,10 +102,11 @@ class Areas:
     """vm_struct slots and their vmalloc page tables."""
 
     owner: tuple[int, ...]
-    npages: tuple[int, ...]  # 1 or hpage
+    npages: tuple[int, ...]  # 1..hpage
     huge: tuple[bool, ...]  # mapped with PMD leaves
     vsplit: tuple[bool, ...]  # that huge mapping has since been split to PTEs
     flush_reset: tuple[bool, ...]  # VM_FLUSH_RESET_PERMS
+    usermap: tuple[bool, ...]  # VM_USERMAP: remap_vmalloc_range may map it to user space
     aligned: tuple[bool, ...]  # base aligned to the area's own size
     phase: tuple[int, ...]  # W^X progress of a module or JIT image
     pte_w: tuple[bool, ...]  # per frame: the vmalloc PTE of that frame is writable
@@ -142,7 +168,7 @@ def initial_state(b: Bounds) -> State:
             index=(False,) * n,
             private=(False,) * n,
             content=(UNINIT,) * (n * b.cells),
-            bad_page=False,
+            bad=(BAD_NONE,) * n,
         ),
         dmap=DirectMap(
             present=(True,) * n,
@@ -157,6 +183,7 @@ def initial_state(b: Bounds) -> State:
             huge=(False,) * b.areas,
             vsplit=(False,) * b.areas,
             flush_reset=(False,) * b.areas,
+            usermap=(False,) * b.areas,
             aligned=(False,) * b.areas,
             phase=(PH_ALLOCATED,) * b.areas,
             pte_w=(False,) * n,

@@ -23,17 +23,19 @@ class System:
     bounds: Bounds = DEFAULT_BOUNDS
     faults: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    # with the calls only scenarios make (set_memory_* on any area, raw page writes, ...)
+    scenario: bool = False
 
     @classmethod
     def build(cls, profile: str, bounds: Bounds = DEFAULT_BOUNDS, faults: bool = False,
-              overrides: dict[str, Any] | None = None) -> System:
+              overrides: dict[str, Any] | None = None, scenario: bool = False) -> System:
         prof = get_profile(profile)
         ov = dict(overrides or {})
-        return cls(prof, prof.flags.with_overrides(ov), bounds, faults, ov)
+        return cls(prof, prof.flags.with_overrides(ov), bounds, faults, ov, scenario)
 
     def __post_init__(self) -> None:
         self.ctx = Ctx(self.bounds, self.flags, self.faults)
-        self.instances: list[Instance] = all_instances(self.ctx)
+        self.instances: list[Instance] = all_instances(self.ctx, self.scenario)
         self.by_key = {(i.name, i.items): i for i in self.instances}
 
     def initial(self) -> State:

@@ -69,12 +69,14 @@ class Encoding:
     invariants: dict[str, Any]  # name -> z3 Bool (or Python bool) over cur
 
     @classmethod
-    def build(cls, system: System) -> Encoding:
+    def build(cls, system: System, stutter: bool = False) -> Encoding:
+        """With `stutter`, selector value len(instances) is a step that changes nothing
+        (scenarios: fewer kernel steps than the slots between two calls)."""
         template = system.initial()
         cur = fresh_state(template, "cur")
         nxt = fresh_state(template, "nxt")
         n = len(system.instances)
-        sel = z3.BitVec("sel", max(1, (n - 1).bit_length()))
+        sel = z3.BitVec("sel", max(1, (n if stutter else n - 1).bit_length()))
         cur_leaves = flat(cur)
         writers: list[list[tuple[int, Any]]] = [[] for _ in cur_leaves]
         enabled: list[Any] = []
@@ -87,6 +89,8 @@ class Encoding:
             for j, (old, new) in enumerate(zip(cur_leaves, out, strict=True)):
                 if not _is_same(old, new):
                     writers[j].append((i, new))
+        if stutter:
+            enabled.append(sel == n)
         conj = [z3.Or(*enabled) if enabled else z3.BoolVal(False)]
         for old, new, ws in zip(cur_leaves, flat(nxt), writers, strict=True):
             value: Any = old

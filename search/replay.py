@@ -28,6 +28,8 @@ class ReplayReport:
     profile: str
     overrides: dict[str, Any]
     recorded_config: bool  # same effective flags as recorded: recorded states were checked
+    # every invariant met violated on the way, with the first step it failed after
+    violations: tuple[tuple[str, int], ...] = ()
 
 
 def replay(trace: Trace, profile: str | None = None,
@@ -53,10 +55,21 @@ class _Replayer:
         self.inv = INVARIANTS[trace.invariant] if trace.invariant else None
         self.lines: list[str] = []
         self.departed: tuple[int, list[Change]] | None = None
+        self.first_violation: dict[str, int] = {}
 
     def report(self, ok: bool, at: int | None, reason: str) -> ReplayReport:
+        seen = tuple(self.first_violation.items())
+        if seen:
+            met = "; ".join(f"{name} after step {k}" for name, k in seen)
+            reason += f" Invariants violated on the way (first step): {met}."
         return ReplayReport(ok, at, reason, tuple(self.lines), self.sys.profile.name,
-                            dict(self.sys.overrides), self.same)
+                            dict(self.sys.overrides), self.same, seen)
+
+    def check_all(self, s: State, k: int) -> None:
+        """Every invariant after every step: the first step each one fails after."""
+        for name, inv in INVARIANTS.items():
+            if name not in self.first_violation and not inv(s, self.sys.ctx, _concrete()):
+                self.first_violation[name] = k
 
     def where(self) -> str:
         ov = ", ".join(f"{k}={value_label('', v)}" for k, v in self.sys.overrides.items())
@@ -104,17 +117,19 @@ class _Replayer:
                                                                   limit=3)))
                 if self.departed is None:
                     self.departed = (k, off)
-            self.lines.append(line)
             s = nxt
-            if self.violated(s) and k < t.depth:
-                return self.report(False, k, f"{inv_name} is violated already after step {k} "
-                                   f"{call}, before the last step {t.depth}")
+            self.check_all(s, k)
+            if self.violated(s) and self.first_violation.get(inv_name or "") == k:
+                line += f" | {inv_name} violated"
+            self.lines.append(line)
         n = t.depth
         if self.inv is None:
-            return self.report(True, None, f"all {n} steps ran under {self.where()}")
+            return self.report(True, None, f"all {n} steps ran under {self.where()}.")
         if self.violated(s):
-            return self.report(True, None, f"{inv_name} is violated after step {n} and not "
-                               f"before, under {self.where()}")
+            first = self.first_violation[inv_name or ""]
+            when = "and not before" if first == n else f"(and already after step {first})"
+            return self.report(True, None, f"{inv_name} is violated after step {n} {when}, "
+                               f"under {self.where()}.")
         at = self.departed[0] if self.departed else n
         tail = self.decisive(t.states[n], s)
         return self.report(False, at, f"every step ran, but {inv_name} holds after the last "

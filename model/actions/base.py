@@ -45,6 +45,26 @@ class Action:
     # A cheap conjunct of the guard that picks out the instance's object (its ref, prog
     # or area): concretely it is tried first, so most disabled instances cost one lookup.
     pre: Guard | None = None
+    # Parameters the model chooses when a scenario leaves them out: the slot a new object
+    # lands in (lowest free, as the allocator would), a fault the environment picks.
+    implicit: tuple[str, ...] = ()
+    # The parameter a scenario's `name = call(...)` binds: the object the call returns.
+    returns: str | None = None
+    # The guard's conjuncts in kernel terms, in order: (sentence, conjunct). When given,
+    # the guard is their conjunction and a false guard is explained by the first sentence.
+    checks: tuple[tuple[str, Guard], ...] = ()
+    # False for the calls only scenarios make: the built-in search keeps its own drivers
+    # and loaders, which follow the callers' protocols.
+    builtin: bool = True
+
+    def why_not(self, s: State, p: Params, c: Ctx, L: Logic) -> str | None:
+        """The sentence of the first false check, or None (no sentences, or all hold)."""
+        if self.pre is not None and not self.pre(s, p, c, L) and not self.checks:
+            return None
+        for sentence, g in self.checks:
+            if not g(s, p, c, L):
+                return sentence.format(**p)
+        return None
 
     def instances(self, c: Ctx) -> list[Instance]:
         out = []
@@ -95,7 +115,8 @@ REGISTRY: list[Action] = []
 
 
 def action(
-    subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard, pre: Guard | None = None
+    subsystem: str, params: tuple[str, ...], domain: Domain, guard: Guard, pre: Guard | None = None,
+    implicit: tuple[str, ...] = (), returns: str | None = None,
 ) -> Callable[[Effect], Effect]:
     """Register `effect` as an action named after it; its docstring is the action's doc.
     The action's guard is `pre and guard`."""
@@ -103,7 +124,27 @@ def action(
     def deco(effect: Effect) -> Effect:
         name = effect.__name__.removesuffix("_")
         REGISTRY.append(Action(name, subsystem, params, domain, guard, effect,
-                               (effect.__doc__ or "").strip(), pre))
+                               (effect.__doc__ or "").strip(), pre, implicit, returns))
+        return effect
+
+    return deco
+
+
+def call(
+    subsystem: str, params: tuple[str, ...], domain: Domain, *checks: tuple[str, Guard],
+    implicit: tuple[str, ...] = (), returns: str | None = None, name: str | None = None,
+) -> Callable[[Effect], Effect]:
+    """Register `effect` as a call only scenarios make (not in the built-in search). Its
+    guard is the conjunction of `checks`, each a (sentence, conjunct) pair: only what the
+    kernel itself forbids (a BUG, a NULL pointer, freeing what was never allocated)."""
+
+    def guard(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+        return L.and_(*(g(s, p, c, L) for _, g in checks)) if checks else True
+
+    def deco(effect: Effect) -> Effect:
+        REGISTRY.append(Action(name or effect.__name__.removesuffix("_"), subsystem, params,
+                               domain, guard, effect, (effect.__doc__ or "").strip(), None,
+                               implicit, returns, tuple(checks), builtin=False))
         return effect
 
     return deco

@@ -76,7 +76,8 @@ def _new_pack_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     )
 
 
-@action("bpf", ("prog", "area", "aligned", "fail"), _new_pack_domain, _new_pack_guard, _pre_no_prog)
+@action("bpf", ("prog", "area", "aligned", "fail"), _new_pack_domain, _new_pack_guard, _pre_no_prog,
+        implicit=("prog", "area", "aligned", "fail"), returns="prog")
 def alloc_new_pack(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_alloc when no pack has room -> alloc_new_pack (kernel/bpf/core.c):
     module_alloc(BPF_PROG_PACK_SIZE), fill with illegal instructions from d88bb5eed04c
@@ -112,7 +113,8 @@ def _first_fit(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     )
 
 
-@action("bpf", ("prog", "area", "chunk"), _alloc_domain, _first_fit, _pre_no_prog)
+@action("bpf", ("prog", "area", "chunk"), _alloc_domain, _first_fit, _pre_no_prog,
+        implicit=("prog", "area", "chunk"), returns="prog")
 def bpf_prog_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_alloc (kernel/bpf/core.c, 5.18-rc1 on): first fit over the packs in
     list order, bitmap_find_next_zero_area for a free chunk, bitmap_set."""
@@ -148,7 +150,7 @@ def _free_domain(c: Ctx) -> list[dict[str, Any]]:
 
 
 @action("bpf", ("prog", "fail"), _free_domain,
-        lambda s, p, c, L: L.ne(s.progs.state[p["prog"]], PROG_NONE))
+        lambda s, p, c, L: L.ne(s.progs.state[p["prog"]], PROG_NONE), implicit=("fail",))
 def bpf_prog_pack_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_free (kernel/bpf/core.c): find the program's pack (by masking the
     address with the pack size, or from ea2babac63d4 (6.0) by range); if none is found,

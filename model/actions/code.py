@@ -89,7 +89,8 @@ def _set_phase(s: State, area: int, phase: int, L: Logic) -> State:
 
 @action("module", ("area", "npages"),
         lambda c: product(area=range(c.bounds.areas), npages=sizes(c)),
-        lambda s, p, c, L: area_free(s, p["area"], p["npages"], c, L))
+        lambda s, p, c, L: area_free(s, p["area"], p["npages"], c, L),
+        implicit=("area",), returns="area")
 def move_module(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """move_module (kernel/module.c): module_alloc the core image, memset it to zero and
     copy the sections in while it is still writable: text pages then a data page. From
@@ -142,7 +143,7 @@ def _image_text(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> range:
 
 
 @action("code", ("area", "npages", "fail"), _lock_domain,
-        lambda s, p, c, L: _lock_step(s, p, c, L, "ro"))
+        lambda s, p, c, L: _lock_step(s, p, c, L, "ro"), implicit=("fail",))
 def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """set_memory_ro (arch/x86/mm/pat/set_memory.c) on a module's text (module_enable_ro,
     kernel/module.c) or a JIT image (bpf_jit_binary_lock_ro, include/linux/filter.h): clear
@@ -153,7 +154,7 @@ def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 @action("code", ("area", "npages", "fail"), _lock_domain,
-        lambda s, p, c, L: _lock_step(s, p, c, L, "x"))
+        lambda s, p, c, L: _lock_step(s, p, c, L, "x"), implicit=("fail",))
 def set_memory_x_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """set_memory_x (arch/x86/mm/pat/set_memory.c) on a module's text (module_enable_x,
     kernel/module.c, 5.2) or a JIT image (bpf_jit_binary_lock_ro, include/linux/filter.h):
@@ -165,7 +166,7 @@ def set_memory_x_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 @action("module", ("area", "npages", "fail"),
         lambda c: product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices),
         lambda s, p, c, L: L.and_(area_is(s, p["area"], p["npages"], OWN_MODULE, L),
-                                  L.eq(s.areas.phase[p["area"]], PH_LOCKED)))
+                                  L.eq(s.areas.phase[p["area"]], PH_LOCKED)), implicit=("fail",))
 def module_memfree_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """free_module -> module_memfree (kernel/module.c): unload a module, restoring the
     permissions by hand before 5.2, through VM_FLUSH_RESET_PERMS from 5.2."""
@@ -190,7 +191,8 @@ def _progs(s: State, L: Logic, prog: int, state: int, area: int | None = None,
         lambda c: [] if c.flags.bpf_prog_pack else
         product(prog=range(c.bounds.progs), area=range(c.bounds.areas)),
         lambda s, p, c, L: L.and_(lowest_free(p["prog"], lambda j: L.eq(s.progs.state[j], PROG_NONE), L),
-                                  area_free(s, p["area"], 1, c, L)))
+                                  area_free(s, p["area"], 1, c, L)),
+        implicit=("prog", "area"), returns="prog")
 def bpf_jit_binary_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_jit_binary_alloc (kernel/bpf/core.c, before packs): module_alloc one image
     and fill all of it with illegal instructions (bpf_fill_ill_insns, INT3 on x86)."""
@@ -231,7 +233,8 @@ def bpf_int_jit_compile(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
         lambda s, p, c, L: L.and_(
             L.ne(s.progs.state[p["prog"]], PROG_NONE),
             on_image(s, p["prog"], c, L, lambda a: L.or_(L.eq(s.areas.phase[a], PH_LOCKED),
-                                                          L.eq(s.areas.phase[a], PH_ALLOCATED)))))
+                                                          L.eq(s.areas.phase[a], PH_ALLOCATED)))),
+        implicit=("fail",))
 def bpf_jit_binary_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_jit_binary_free (kernel/bpf/core.c): module_memfree the image of a dead (or
     never compiled) program; before 5.2 bpf_jit_binary_unlock_ro made it RW first."""

@@ -21,7 +21,7 @@ def _ref_domain(c: Ctx) -> list[dict[str, Any]]:
     return product(ref=range(c.bounds.refs))
 
 
-def _refs(s: State, r: int, L: Logic, **fields: Any) -> State:
+def set_ref(s: State, r: int, L: Logic, **fields: Any) -> State:
     rf = s.refs
     vals = {name: L.store(getattr(rf, name), r, v) for name, v in fields.items()}
     return s.replace(refs=evolve(rf, **vals))
@@ -34,6 +34,20 @@ def on_page(s: State, r: int, c: Ctx, L: Logic, fn: Callable[[int], Any]) -> Any
 
 def _held(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
     return s.refs.held[p["ref"]]
+
+
+def mapping_cleared(s: State, f: int, L: Logic) -> Any:
+    """The generic driver's protocol, as fb_deferred_io_cleanup (fb_defio.c, 5.17) follows
+    it: `page->mapping = NULL` on every page it set, before a reference is dropped. A
+    driver that skips it is a scenario's to write; the free-time check then reports the
+    page ("non-NULL mapping")."""
+    return L.ne(s.pages.mapping[f], MAPPING_FILE)
+
+
+def drivers_cleared(s: State, frames: range, c: Ctx, L: Logic) -> Any:
+    """No driver pointer into `frames` still has its page->mapping set (see mapping_cleared)."""
+    return L.all_(L.implies(L.and_(s.refs.held[r], L.eq(s.refs.frame[r], f)), mapping_cleared(s, f, L))
+                  for r in range(c.bounds.refs) for f in frames)
 
 
 # ---- taking a page --------------------------------------------------------------------
@@ -55,7 +69,7 @@ def _pre_free_ref(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
 
 @action("driver", ("ref", "frame"),
         lambda c: product(ref=range(c.bounds.refs), frame=range(c.bounds.frames)),
-        _vmalloc_to_page_guard, _pre_free_ref)
+        _vmalloc_to_page_guard, _pre_free_ref, implicit=("ref",), returns="ref")
 def vmalloc_to_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """vmalloc_to_page (mm/vmalloc.c) in fb_deferred_io_fault (fb_defio.c): the 4 KiB
     struct page behind a vmalloc address, a tail page inside a compound block, then
@@ -63,7 +77,7 @@ def vmalloc_to_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     r, f = p["ref"], p["frame"]
     if c.flags.driver_get_page:
         s = get_page(s, f, c, L)
-    return _refs(s, r, L, held=True, frame=f, counted=c.flags.driver_get_page, mapped=False)
+    return set_ref(s, r, L, held=True, frame=f, counted=c.flags.driver_get_page, mapped=False)
 
 
 # ---- compound-aware use ---------------------------------------------------------------
@@ -71,13 +85,14 @@ def vmalloc_to_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 @action("driver", ("ref",), _ref_domain,
         lambda s, p, c, L: L.and_(s.refs.counted[p["ref"]], L.not_(s.refs.mapped[p["ref"]]),
-                                  on_page(s, p["ref"], c, L, lambda f: put_page_ok(s, f, c, L))),
+                                  on_page(s, p["ref"], c, L, lambda f: L.and_(
+                                      put_page_ok(s, f, c, L), mapping_cleared(s, f, L)))),
         _held)
 def put_page_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """put_page (include/linux/mm.h): the driver drops its reference on compound_head;
     the last reference frees the page, with the free-time checks."""
     s = on_page(s, p["ref"], c, L, lambda f: put_page(s, f, c, L))
-    return _refs(s, p["ref"], L, held=False, counted=False)
+    return set_ref(s, p["ref"], L, held=False, counted=False)
 
 
 def _can_insert(s: State, f: int, c: Ctx, L: Logic) -> Any:
@@ -98,11 +113,11 @@ def vm_insert_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
         return t.replace(pages=evolve(t.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
 
     s = on_page(s, p["ref"], c, L, insert)
-    return _refs(s, p["ref"], L, mapped=True)
+    return set_ref(s, p["ref"], L, mapped=True)
 
 
 def _can_zap(s: State, f: int, c: Ctx, L: Logic) -> Any:
-    return L.and_(L.lt(0, s.pages.mapcount[f]), put_page_ok(s, f, c, L))
+    return L.and_(L.lt(0, s.pages.mapcount[f]), put_page_ok(s, f, c, L), mapping_cleared(s, f, L))
 
 
 @action("driver", ("ref",), _ref_domain,
@@ -119,7 +134,7 @@ def zap_page_range(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
         return put_page(t, f, c, L)
 
     s = on_page(s, p["ref"], c, L, zap)
-    return _refs(s, p["ref"], L, mapped=False)
+    return set_ref(s, p["ref"], L, mapped=False)
 
 
 # ---- raw writes of base-page fields ---------------------------------------------------

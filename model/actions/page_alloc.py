@@ -10,6 +10,13 @@ from typing import Any
 from model.actions.base import Ctx
 from model.logic import Logic
 from model.state import (
+    BAD_COMPOUND_HEAD,
+    BAD_MAPCOUNT,
+    BAD_MAPPING,
+    BAD_NONE,
+    BAD_NOT_TAIL,
+    BAD_REFCOUNT,
+    BAD_TAIL_MAPPING,
     MAPPING_NULL,
     PG_BASE,
     PG_FREE,
@@ -17,7 +24,6 @@ from model.state import (
     PG_TAIL,
     TAIL_MAPPING,
     UNINIT,
-    Pages,
     State,
     evolve,
 )
@@ -27,11 +33,14 @@ def frames_free(s: State, frames: range, L: Logic) -> Any:
     return L.all_(L.eq(s.pages.kind[f], PG_FREE) for f in frames)
 
 
-def alloc_pages(s: State, frames: range, compound: bool, content: int, c: Ctx, L: Logic) -> State:
+def alloc_pages(s: State, frames: range, compound: bool, content: int, c: Ctx, L: Logic,
+                each_counted: bool = True) -> State:
     """alloc_pages(gfp, order) (mm/page_alloc.c): a 2^order block fresh from the buddy
     allocator; with __GFP_COMP a compound page: the head holds the order and the only
     refcount, every tail has _refcount 0, mapping TAIL_MAPPING and compound_head = head|1
-    (prep_compound_page). Without it, only the first page's refcount is set."""
+    (prep_compound_page). Without it, only the first page's refcount is set
+    (set_page_refcounted), unless `each_counted`: order-0 pages taken one by one, or a
+    block that split_page has already cut up."""
     p = s.pages
     kind, ref, mapping = list(p.kind), list(p.refcount), list(p.mapping)
     lru, index, private = list(p.lru), list(p.index), list(p.private)
@@ -45,13 +54,13 @@ def alloc_pages(s: State, frames: range, compound: bool, content: int, c: Ctx, L
         else:
             kind[f] = PG_BASE
             mapping[f] = MAPPING_NULL
-        ref[f] = 1 if (f == first or not compound) else 0
+        ref[f] = 1 if (f == first or (each_counted and not compound)) else 0
         lru[f] = index[f] = private[f] = False
         for k in range(f * cells, (f + 1) * cells):
             cont[k] = content
-    return s.replace(pages=Pages(tuple(kind), tuple(ref), p.mapcount, tuple(mapping),
-                                 tuple(lru), tuple(index), tuple(private), tuple(cont),
-                                 p.bad_page))
+    return s.replace(pages=evolve(p, kind=tuple(kind), refcount=tuple(ref), mapping=tuple(mapping),
+                                  lru=tuple(lru), index=tuple(index), private=tuple(private),
+                                  content=tuple(cont)))
 
 
 def split_page(s: State, frames: range, c: Ctx, L: Logic) -> State:
@@ -82,29 +91,59 @@ def compound_target(s: State, f: int, c: Ctx, L: Logic) -> tuple[Any, int]:
     return is_tail, head
 
 
-def _free_block(s: State, frames: range, cond: Any, c: Ctx, L: Logic) -> State:
-    """__free_pages_ok after the last reference: free_pages_prepare checks every page
-    (free_pages_check: mapping NULL, mapcount 0; free_tail_pages_check: PageTail set,
-    compound_head consistent, mapping == TAIL_MAPPING on tails from the third, with
-    CONFIG_DEBUG_VM). A page that fails is
-    reported ("BUG: Bad page state") and leaked, never returned to the buddy allocator."""
+def _reason(checks: list[tuple[Any, int]], L: Logic) -> Any:
+    """The first failing check's reason (BAD_NONE when all pass): bad_page reports one."""
+    out: Any = BAD_NONE
+    for failed, reason in reversed(checks):
+        out = L.ite(failed, reason, out)
+    return out
+
+
+def free_checks(s: State, frames: range, compound: bool, L: Logic) -> list[Any]:
+    """free_pages_prepare (mm/page_alloc.c, 5.17) on a 2^order block: for each page, the
+    reason bad_page would print, or BAD_NONE.
+
+    Every tail of a compound page first goes through free_tail_pages_check (with
+    CONFIG_DEBUG_VM, as in the 2022 report): from the third tail on, ->mapping must be
+    TAIL_MAPPING (the first two keep compound metadata there); then PageTail, then
+    compound_head(page) == head; it then resets ->mapping. Every page then goes through
+    check_free_page (page_expected_state: _mapcount, ->mapping, _refcount)."""
     p = s.pages
-    head = frames[0]
-    ok_terms = [L.eq(p.mapping[head], MAPPING_NULL), L.eq(p.mapcount[head], 0)]
-    for i, f in enumerate(frames[1:], start=1):
-        ok_terms += [L.eq(p.kind[f], PG_TAIL), L.not_(p.lru[f]), L.eq(p.mapcount[f], 0)]
-        # tails 1 and 2 keep compound metadata in ->mapping: only tails from 3 are checked
-        if i >= 3:
-            ok_terms.append(L.eq(p.mapping[f], TAIL_MAPPING))
-    ok = L.all_(ok_terms)
+    out = []
+    for i, f in enumerate(frames):
+        checks: list[tuple[Any, int]] = []
+        tail = compound and i > 0
+        if tail:
+            if i >= 3:
+                checks.append((L.ne(p.mapping[f], TAIL_MAPPING), BAD_TAIL_MAPPING))
+            checks += [(L.ne(p.kind[f], PG_TAIL), BAD_NOT_TAIL), (p.lru[f], BAD_COMPOUND_HEAD)]
+        checks.append((L.ne(p.mapcount[f], 0), BAD_MAPCOUNT))
+        if not tail:
+            checks.append((L.ne(p.mapping[f], MAPPING_NULL), BAD_MAPPING))
+        if i > 0:  # the page being freed is at 0 by construction
+            checks.append((L.ne(p.refcount[f], 0), BAD_REFCOUNT))
+        out.append(_reason(checks, L))
+    return out
+
+
+def _free_block(s: State, frames: range, cond: Any, c: Ctx, L: Logic,
+                compound: bool | None = None) -> State:
+    """__free_pages_ok after the last reference (`cond`): free_pages_prepare checks every
+    page of the block; a page that fails is reported ("BUG: Bad page state") and the
+    block is leaked, never returned to the buddy allocator."""
+    p = s.pages
+    if compound is None:
+        compound = len(frames) > 1
+    reasons = free_checks(s, frames, compound, L)
+    ok = L.all_(L.eq(r, BAD_NONE) for r in reasons)
     free = L.and_(cond, ok)
-    bad = L.and_(cond, L.not_(ok))
-    kind, mapping = p.kind, p.mapping
-    for f in frames:
+    kind, mapping, bad = p.kind, p.mapping, p.bad
+    for f, r in zip(frames, reasons, strict=True):
         kind = L.store(kind, f, L.ite(free, PG_FREE, kind[f]))
         mapping = L.store(mapping, f, L.ite(free, MAPPING_NULL, mapping[f]))
-    return s.replace(pages=Pages(kind, p.refcount, p.mapcount, mapping, p.lru, p.index,
-                                 p.private, p.content, L.or_(bad, p.bad_page)))
+        report = L.and_(cond, L.ne(r, BAD_NONE), L.eq(bad[f], BAD_NONE))
+        bad = L.store(bad, f, L.ite(report, r, bad[f]))
+    return s.replace(pages=evolve(p, kind=kind, mapping=mapping, bad=bad))
 
 
 def put_page(s: State, f: int, c: Ctx, L: Logic) -> State:

@@ -6,6 +6,7 @@ from typing import Any
 
 from model.actions.base import Ctx, action, product
 from model.actions.cpa import set_direct_map
+from model.actions.drivers import drivers_cleared
 from model.actions.page_alloc import frames_free, free_vmalloc_pages, vmalloc_pages
 from model.logic import Logic
 from model.state import (
@@ -23,6 +24,12 @@ from model.state import (
 def sizes(c: Ctx) -> tuple[int, ...]:
     """Allocation sizes in frames: one page, or one huge page (at least PMD_SIZE)."""
     return (1, c.bounds.hpage)
+
+
+def buffer_sizes(c: Ctx) -> range:
+    """Sizes of a plain vmalloc'ed buffer in frames: anything up to one huge page (a
+    framebuffer of three pages, a ring of one); larger sizes are outside the scope."""
+    return range(1, c.bounds.hpage + 1)
 
 
 def is_huge(c: Ctx, npages: int, opt_in: bool = False, opt_out: bool = False) -> bool:
@@ -46,6 +53,7 @@ def vm_area_alloc(
     L: Logic,
     aligned: bool = True,
     content: int = UNINIT,
+    usermap: bool = False,
 ) -> State:
     """__vmalloc_node_range (mm/vmalloc.c): reserve a vm area, allocate its backing
     (vm_area_alloc_pages) and map it with `prot`: PAGE_KERNEL (RW+NX) or, for
@@ -64,6 +72,7 @@ def vm_area_alloc(
         huge=L.store(a.huge, area, huge),
         vsplit=L.store(a.vsplit, area, False),
         flush_reset=L.store(a.flush_reset, area, False),
+        usermap=L.store(a.usermap, area, usermap),
         aligned=L.store(a.aligned, area, aligned or huge or npages == 1),
         phase=L.store(a.phase, area, PH_ALLOCATED),
         pte_w=pte_w,
@@ -118,6 +127,7 @@ def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: 
         huge=L.store(a.huge, area, False),
         vsplit=L.store(a.vsplit, area, False),
         flush_reset=L.store(a.flush_reset, area, False),
+        usermap=L.store(a.usermap, area, False),
         aligned=L.store(a.aligned, area, False),
         phase=L.store(a.phase, area, PH_ALLOCATED),
         pte_w=pte_w,
@@ -137,15 +147,15 @@ def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: 
 
 
 def _alloc_domain(c: Ctx) -> list[dict[str, Any]]:
-    return product(area=range(c.bounds.areas), npages=sizes(c))
+    return product(area=range(c.bounds.areas), npages=buffer_sizes(c))
 
 
-def _free_domain(c: Ctx) -> list[dict[str, Any]]:
-    return product(area=range(c.bounds.areas), npages=sizes(c))
+_free_domain = _alloc_domain
 
 
 @action("vmalloc", ("area", "npages"), _alloc_domain,
-        lambda s, p, c, L: area_free(s, p["area"], p["npages"], L=L, c=c))
+        lambda s, p, c, L: area_free(s, p["area"], p["npages"], L=L, c=c),
+        implicit=("area",), returns="area")
 def vmalloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """vmalloc(size) (mm/vmalloc.c), as a driver's buffer such as the DRM fbdev shadow
     framebuffer: huge when the version's rule allows it without any flag (5.13 default,
@@ -155,7 +165,8 @@ def vmalloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 @action("vmalloc", ("area", "npages"), _free_domain,
-        lambda s, p, c, L: area_is(s, p["area"], p["npages"], OWN_VMALLOC, L))
+        lambda s, p, c, L: L.and_(area_is(s, p["area"], p["npages"], OWN_VMALLOC, L),
+                                  drivers_cleared(s, c.bounds.zone(p["area"]), c, L)))
 def vfree(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """vfree(addr) (mm/vmalloc.c) of a driver's buffer: unmap, then __free_pages each
     backing block; a page a driver still holds a reference on stays allocated."""
@@ -163,7 +174,8 @@ def vfree(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 @action("vmalloc", ("area", "npages"), _alloc_domain,
-        lambda s, p, c, L: area_free(s, p["area"], p["npages"], L=L, c=c))
+        lambda s, p, c, L: area_free(s, p["area"], p["npages"], L=L, c=c),
+        implicit=("area",), returns="area")
 def kvmalloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """kvmalloc_node (mm/util.c) falling back to vmalloc: opts in to huge mappings with
     VM_ALLOW_HUGE_VMAP from 9becb6889130 (5.18-rc4): its callers "cannot play protection
@@ -182,7 +194,8 @@ def kvfree(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 @action("vmalloc", ("area",), lambda c: product(area=range(c.bounds.areas)),
         lambda s, p, c, L: L.and_(area_free(s, p["area"], c.bounds.hpage, L=L, c=c),
-                                  L.all_(L.ne(o, OWN_HASH) for o in s.areas.owner)))
+                                  L.all_(L.ne(o, OWN_HASH) for o in s.areas.owner)),
+        implicit=("area",), returns="area")
 def alloc_large_system_hash(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """alloc_large_system_hash (mm/page_alloc.c) with HASH_EARLY unset: a boot-time
     __vmalloc of a large table, never freed; opts in to huge with VM_ALLOW_HUGE_VMAP

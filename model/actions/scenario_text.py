@@ -1,0 +1,143 @@
+"""Executable memory as its callers really use it: set_memory_* in any order on any area,
+VM_FLUSH_RESET_PERMS as a step, and writes through the kernel mapping or text_poke
+(arch/x86/mm/pat/set_memory.c, include/linux/vmalloc.h, arch/x86/kernel/alternative.c,
+5.17 unless named).
+
+Only scenarios make these calls. The W^X protocol (write, then RO, then X; write text only
+through text_poke) is not a guard here: breaking it is expressible and the invariants
+catch it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from model.actions.base import Ctx, call, product
+from model.actions.cpa import change_page_attr
+from model.actions.scenario_vmalloc import ALLOCATED
+from model.actions.vmalloc import set_vm_flush_reset_perms as set_flush_flag
+from model.logic import Logic
+from model.state import CODE, TRAP, ZERO, State, evolve
+
+Params = dict[str, Any]
+
+
+def _cpa_domain(c: Ctx) -> list[Params]:
+    return product(addr=range(c.bounds.areas), numpages=range(1, c.bounds.hpage + 1),
+                   fail=c.fail_choices)
+
+
+CPA_CHECKS = (
+    ALLOCATED,
+    ("the range runs past the area's last page: CPA finds no mapping (-EFAULT)",
+     lambda s, p, c, L: L.le(p["numpages"], s.areas.npages[p["addr"]])),
+)
+
+
+def _cpa(w: bool | None, x: bool | None) -> Callable[[State, Params, Ctx, Logic], State]:
+    def effect(s: State, p: Params, c: Ctx, L: Logic) -> State:
+        start = c.bounds.zone(p["addr"]).start
+        frames = range(start, start + p["numpages"])
+        # the callers of these years ignore the error (the 6.9/6.10 error handling is later)
+        return change_page_attr(s, p["addr"], frames, w, x, p["fail"], c, L)[0]
+
+    return effect
+
+
+@call("cpa", ("addr", "numpages", "fail"), _cpa_domain, *CPA_CHECKS, implicit=("fail",))
+def set_memory_ro(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_memory_ro(addr, numpages) (arch/x86/mm/pat/set_memory.c, 5.17): clear _PAGE_RW on
+    the vmalloc PTEs and, through cpa_process_alias, on the direct-map alias; a partial
+    change of a huge leaf splits it, and a split may fail with -ENOMEM."""
+    return _cpa(False, None)(s, p, c, L)
+
+
+@call("cpa", ("addr", "numpages", "fail"), _cpa_domain, *CPA_CHECKS, implicit=("fail",))
+def set_memory_rw(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_memory_rw(addr, numpages) (arch/x86/mm/pat/set_memory.c, 5.17): set _PAGE_RW on
+    the vmalloc PTEs and the direct-map alias."""
+    return _cpa(True, None)(s, p, c, L)
+
+
+@call("cpa", ("addr", "numpages", "fail"), _cpa_domain, *CPA_CHECKS, implicit=("fail",))
+def set_memory_x(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_memory_x(addr, numpages) (arch/x86/mm/pat/set_memory.c, 5.17): clear _PAGE_NX on
+    the vmalloc PTEs only ("No alias checking for _NX bit modifications")."""
+    return _cpa(None, True)(s, p, c, L)
+
+
+@call("cpa", ("addr", "numpages", "fail"), _cpa_domain, *CPA_CHECKS, implicit=("fail",))
+def set_memory_nx(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_memory_nx(addr, numpages) (arch/x86/mm/pat/set_memory.c, 5.17): set _PAGE_NX on
+    the vmalloc PTEs only."""
+    return _cpa(None, False)(s, p, c, L)
+
+
+def _addr_domain(c: Ctx) -> list[Params]:
+    return product(addr=range(c.bounds.areas))
+
+
+def _has_flush_reset(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+    return c.flags.flush_reset_perms
+
+
+@call("vmalloc", ("addr",), _addr_domain,
+      ("set_vm_flush_reset_perms does not exist before 5.2 (868b104d7379)", _has_flush_reset),
+      ALLOCATED)
+def set_vm_flush_reset_perms(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_vm_flush_reset_perms(addr) (include/linux/vmalloc.h, 5.2 on): mark the area
+    VM_FLUSH_RESET_PERMS, so that vfree resets its direct-map alias before freeing pages."""
+    return set_flush_flag(s, p["addr"], L)
+
+
+# ---- writing into an area -------------------------------------------------------------
+
+
+def _fill(s: State, a: int, value: int, c: Ctx, L: Logic) -> State:
+    b = c.bounds
+    cont = s.pages.content
+    for i, f in enumerate(b.zone(a)):
+        inside = L.lt(i, s.areas.npages[a])
+        for k in range(f * b.cells, (f + 1) * b.cells):
+            cont = L.store(cont, k, L.ite(inside, value, cont[k]))
+    return s.replace(pages=evolve(s.pages, content=cont))
+
+
+def _writable(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+    a = p["addr"]
+    return L.all_(L.implies(L.lt(i, s.areas.npages[a]), s.areas.pte_w[f])
+                  for i, f in enumerate(c.bounds.zone(a)))
+
+
+WRITABLE = ("the kernel mapping of `addr` is read-only: the write would fault (oops)", _writable)
+
+
+@call("write", ("addr",), _addr_domain, ALLOCATED, WRITABLE)
+def memcpy(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """memcpy(addr, code, size) through the kernel's own mapping (move_module,
+    kernel/module.c; create_trampoline, arch/x86/kernel/ftrace.c, 5.17): code lands in
+    every page of the area."""
+    return _fill(s, p["addr"], CODE, c, L)
+
+
+@call("write", ("addr",), _addr_domain, ALLOCATED, WRITABLE)
+def memset(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """memset(addr, 0, size) through the kernel's own mapping (move_module zeroes the
+    image, kernel/module.c, 5.17)."""
+    return _fill(s, p["addr"], ZERO, c, L)
+
+
+@call("write", ("addr",), _addr_domain, ALLOCATED, WRITABLE)
+def bpf_fill_ill_insns(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """jit_fill_hole / bpf_fill_ill_insns(area, size) (arch/x86/net/bpf_jit_comp.c, 5.17):
+    INT3 over the whole area through the kernel mapping."""
+    return _fill(s, p["addr"], TRAP, c, L)
+
+
+@call("write", ("addr",), _addr_domain, ALLOCATED)
+def text_poke(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """text_poke(addr, code, len) (arch/x86/kernel/alternative.c, 5.17; text_poke_copy for
+    whole programs from 5.18): write through a temporary mm local to one CPU, whatever the
+    kernel mapping's permissions."""
+    return _fill(s, p["addr"], CODE, c, L)
