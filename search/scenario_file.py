@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.naming import format_call
+
 MAX_BYTES = 1 << 20  # a scenario is a code path, not a data set
 MAX_CALLS = 512
 
@@ -238,3 +240,19 @@ def load(path: str) -> Scenario:
         line = data[: e.start].count(b"\n") + 1
         raise ScenarioError(f"{_safe(path)}:{line}: not UTF-8 text") from None
     return parse(text, path)
+
+
+def from_steps(steps: list[tuple[str, dict[str, object]]], path: str, profile: str,
+               bounds: dict[str, int], faults: bool, overrides: dict[str, object],
+               comment: str = "") -> str:
+    """The text of a `.calls` file that makes exactly these calls under this configuration
+    (`show --format calls` of a trace; `run` of an ITF trace)."""
+    lines = [f"# {line}" for line in comment.splitlines() if line.strip()]
+    lines.append(f"profile: {profile}")
+    lines.append("bounds: " + ",".join(f"{k}={v}" for k, v in bounds.items()))
+    lines.append(f"faults: {'on' if faults else 'off'}")
+    if overrides:
+        lines.append("set: " + ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                                         for k, v in overrides.items()))
+    lines += [format_call(name, params) for name, params in steps]
+    return "\n".join(lines) + "\n"

@@ -31,6 +31,10 @@ _KIND = {"area": "area", "addr": "area", "page": "page", "ref": "page", "kaddr":
 
 VIOLATED, HOLDS, UNKNOWN, NOT_REACHED = "violated", "holds", "unknown", "not reached"
 
+# calls after which the scenario no longer holds the object it passed
+FREES = frozenset({"vfree", "kvfree", "module_memfree", "__free_pages", "free_pages",
+                   "bpf_prog_pack_free", "bpf_jit_binary_free"})
+
 
 @dataclass
 class Verdict:
@@ -248,6 +252,26 @@ class _Path:
         self.after_call: list[int] = []  # state index after each call
         self.call_of_step: list[int] = []  # per step: the scenario call (1-based) or 0
         self.objects: dict[str, Any] = {}
+        self.kinds: dict[str, str] = {}
+        self.owned: set[str] = set()  # the scenario's live objects: the kernel's steps keep off
+
+    def _keep_off(self, sel: Any) -> list[Any]:
+        """An interleaved step of the modelled kernel never operates on an object the
+        scenario holds (frees its buffer, writes its page): other code has no pointer to
+        it. It may allocate anything, and use what the scenario has freed."""
+        out = []
+        for n in self.builtin:
+            inst = self.system.instances[n]
+            for p, v in inst.items:
+                if p in inst.action.implicit:
+                    continue
+                kind = "area" if p == "frame" else _KIND.get(p)
+                if p == "frame":
+                    v = v // self.system.bounds.hpage
+                for name in self.owned:
+                    if self.kinds[name] == kind:
+                        out.append(z3.Implies(sel == n, self.objects[name] != z3.BitVecVal(v, 16)))
+        return out
 
     def _sel_in(self, sel: Any, idxs: Sequence[int]) -> Any:
         return z3.Or(*[sel == i for i in idxs]) if idxs else z3.BoolVal(False)
@@ -257,7 +281,8 @@ class _Path:
         if j > 0:
             for _ in range(self.k):
                 self.path.extend()
-                self.solver.add(self._sel_in(self.path.sels[-1], [*self.builtin, self.stutter]))
+                sel = self.path.sels[-1]
+                self.solver.add(self._sel_in(sel, [*self.builtin, self.stutter]), *self._keep_off(sel))
                 self.call_of_step.append(0)
         r = self.resolved[j]
         self.path.extend()
@@ -273,9 +298,13 @@ class _Path:
         if r.call.binds and r.action.returns:
             obj = z3.BitVec(f"obj.{r.call.binds}.{j}", width)
             self.objects[r.call.binds] = obj
+            self.kinds[r.call.binds] = _KIND.get(r.action.returns, "value")
+            self.owned.add(r.call.binds)
             self.solver.add(z3.And(*[z3.Implies(sel == self.index[id(i)],
                                                 obj == z3.BitVecVal(i.params[r.action.returns], width))
                                      for i in cands]))
+        if r.action.name in FREES:
+            self.owned -= set(r.named.values())
         self.call_of_step.append(j + 1)
         self.after_call.append(self.path.depth)
 
