@@ -9,6 +9,7 @@ from typing import Any
 
 from invariants import INVARIANTS
 from model.actions import Instance
+from model.actions.reasons import REASONS
 from model.state import State, leaves, rebuild
 from model.system import System
 from search.itf import Trace, _concrete, lookup
@@ -166,26 +167,21 @@ class _Replayer:
 
 
 def explain_guard(inst: Instance, s: State, system: System, recorded: State | None = None) -> str:
-    """Why `inst`'s guard is false in `s`: the first false top-level conjunct (by its
-    source text) of `pre`, or else of the guard proper, and how the state differs from the
-    recorded one, if given."""
+    """Why `inst`'s guard is false in `s`, in kernel terms first: the sentence of the first
+    false top-level conjunct of `pre`, or else of the guard proper (model.actions.reasons,
+    or a scenario call's own checks), then that conjunct's source text, and how the state
+    differs from the recorded one, if given."""
     act, p = inst.action, inst.params
-    fn = act.guard
-    if act.pre is not None and not act.pre(s, p, system.ctx, _concrete()):
-        fn = act.pre
-    rec = _AndRecorder()
-    fn(s, p, system.ctx, rec)
-    parts = guard_conjuncts(fn)
     out = "its guard is false"
-    if parts is not None:
-        texts, is_and = parts
-        if is_and and rec.calls and len(rec.calls[-1]) == len(texts):
-            vals = rec.calls[-1]
-            k = vals.index(False) if False in vals else None
-            if k is not None:
-                out = f"guard conjunct {k + 1} of {len(texts)} is false: `{texts[k]}`"
-        elif not is_and:
-            out = f"its guard `{texts[0]}` is false"
+    if act.checks:
+        why = act.why_not(s, p, system.ctx, _concrete())
+        if why is not None:
+            k, fn = next((k, g) for k, (sentence, g) in enumerate(act.checks)
+                         if not g(s, p, system.ctx, _concrete()))
+            parts = guard_conjuncts(fn)
+            out = why + (f" (check {k + 1} of {len(act.checks)}: `{parts[0][0]}`)" if parts else "")
+    else:
+        out = _explain_builtin(act, p, s, system)
     if recorded is not None:
         off = state_diff(recorded, s)
         if off:
@@ -194,6 +190,31 @@ def explain_guard(inst: Instance, s: State, system: System, recorded: State | No
         else:
             out += "; the state is as recorded, so the flags changed the guard itself"
     return out + "."
+
+
+def _explain_builtin(act: Any, p: dict[str, Any], s: State, system: System) -> str:
+    part, fn = "guard", act.guard
+    if act.pre is not None and not act.pre(s, p, system.ctx, _concrete()):
+        part, fn = "pre", act.pre
+    rec = _AndRecorder()
+    fn(s, p, system.ctx, rec)
+    parts = guard_conjuncts(fn)
+    if parts is None:
+        return "its guard is false"
+    texts, is_and = parts
+    k: int | None = 0
+    if is_and:
+        k = None
+        if rec.calls and len(rec.calls[-1]) == len(texts):
+            vals = rec.calls[-1]
+            k = vals.index(False) if False in vals else None
+    if k is None:
+        return "its guard is false"
+    sentences = REASONS.get(act.name, {}).get(part, ())
+    where = f"guard conjunct {k + 1} of {len(texts)}: `{texts[k]}`" if is_and else f"its guard `{texts[0]}`"
+    if k < len(sentences):
+        return f"{sentences[k].format(**p)} ({where})"
+    return f"{where} is false"
 
 
 class _AndRecorder:

@@ -15,7 +15,7 @@ from typing import Any
 
 from model.actions.base import Ctx, call, product
 from model.actions.cpa import change_page_attr
-from model.actions.scenario_vmalloc import ALLOCATED
+from model.actions.scenario_vmalloc import allocated
 from model.actions.vmalloc import set_vm_flush_reset_perms as set_flush_flag
 from model.logic import Logic
 from model.state import CODE, TRAP, ZERO, State, evolve
@@ -29,7 +29,7 @@ def _cpa_domain(c: Ctx) -> list[Params]:
 
 
 CPA_CHECKS = (
-    ALLOCATED,
+    allocated("CPA finds no mapping (-EFAULT)"),
     ("the range runs past the area's last page: CPA finds no mapping (-EFAULT)",
      lambda s, p, c, L: L.le(p["numpages"], s.areas.npages[p["addr"]])),
 )
@@ -84,7 +84,7 @@ def _has_flush_reset(s: State, p: Params, c: Ctx, L: Logic) -> Any:
 
 @call("vmalloc", ("addr",), _addr_domain,
       ("set_vm_flush_reset_perms does not exist before 5.2 (868b104d7379)", _has_flush_reset),
-      ALLOCATED)
+      allocated("find_vm_area returns NULL, a NULL dereference"))
 def set_vm_flush_reset_perms(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """set_vm_flush_reset_perms(addr) (include/linux/vmalloc.h, 5.2 on): mark the area
     VM_FLUSH_RESET_PERMS, so that vfree resets its direct-map alias before freeing pages."""
@@ -113,7 +113,8 @@ def _writable(s: State, p: Params, c: Ctx, L: Logic) -> Any:
 WRITABLE = ("the kernel mapping of `addr` is read-only: the write would fault (oops)", _writable)
 
 
-@call("write", ("addr",), _addr_domain, ALLOCATED, WRITABLE)
+@call("write", ("addr",), _addr_domain, allocated("the write faults on an unmapped address (oops)"),
+      WRITABLE)
 def memcpy(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """memcpy(addr, code, size) through the kernel's own mapping (move_module,
     kernel/module.c; create_trampoline, arch/x86/kernel/ftrace.c, 5.17): code lands in
@@ -121,21 +122,23 @@ def memcpy(s: State, p: Params, c: Ctx, L: Logic) -> State:
     return _fill(s, p["addr"], CODE, c, L)
 
 
-@call("write", ("addr",), _addr_domain, ALLOCATED, WRITABLE)
+@call("write", ("addr",), _addr_domain, allocated("the write faults on an unmapped address (oops)"),
+      WRITABLE)
 def memset(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """memset(addr, 0, size) through the kernel's own mapping (move_module zeroes the
     image, kernel/module.c, 5.17)."""
     return _fill(s, p["addr"], ZERO, c, L)
 
 
-@call("write", ("addr",), _addr_domain, ALLOCATED, WRITABLE)
+@call("write", ("addr",), _addr_domain, allocated("the write faults on an unmapped address (oops)"),
+      WRITABLE)
 def bpf_fill_ill_insns(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """jit_fill_hole / bpf_fill_ill_insns(area, size) (arch/x86/net/bpf_jit_comp.c, 5.17):
     INT3 over the whole area through the kernel mapping."""
     return _fill(s, p["addr"], TRAP, c, L)
 
 
-@call("write", ("addr",), _addr_domain, ALLOCATED)
+@call("write", ("addr",), _addr_domain, allocated("text_poke finds no page behind it (oops)"))
 def text_poke(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """text_poke(addr, code, len) (arch/x86/kernel/alternative.c, 5.17; text_poke_copy for
     whole programs from 5.18): write through a temporary mm local to one CPU, whatever the

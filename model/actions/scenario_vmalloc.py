@@ -91,8 +91,13 @@ def _addr_domain(c: Ctx) -> list[Params]:
     return product(addr=range(c.bounds.areas), fail=c.fail_choices)
 
 
-ALLOCATED = ("`addr` is no vm area: vfree would hit \"Trying to vfree() nonexistent vm area\"",
-             lambda s, p, c, L: L.ne(s.areas.owner[p["addr"]], OWN_NONE))
+def allocated(consequence: str) -> tuple[str, Any]:
+    """The check that `addr` names a live vm area, with what the kernel does otherwise."""
+    return (f"vm area {{addr}} is not allocated: {consequence}",
+            lambda s, p, c, L: L.ne(s.areas.owner[p["addr"]], OWN_NONE))
+
+
+ALLOCATED = allocated("vfree would hit \"Trying to vfree() nonexistent vm area\"")
 
 
 def _unmap(s: State, p: Params, c: Ctx, L: Logic) -> State:
@@ -139,7 +144,7 @@ def _lookup_domain(c: Ctx) -> list[Params]:
 @call("vmalloc", ("page", "addr", "index"), _lookup_domain,
       ("all driver page pointers are in use (bound refs)",
        lambda s, p, c, L: lowest_free(p["page"], lambda j: L.not_(s.refs.held[j]), L)),
-      ALLOCATED,
+      allocated("no page table maps it, vmalloc_to_page returns NULL"),
       ("index {index} lies beyond the area: vmalloc_to_page returns NULL",
        lambda s, p, c, L: L.lt(p["index"], s.areas.npages[p["addr"]])),
       implicit=("page",), returns="page")
@@ -163,7 +168,7 @@ def _mapped(s: State, a: int, f: int, c: Ctx, L: Logic) -> Any:
     return L.lt(f - c.bounds.zone(a).start, s.areas.npages[a])
 
 
-@call("vmalloc", ("addr",), _area_domain, ALLOCATED,
+@call("vmalloc", ("addr",), _area_domain, allocated("remap_vmalloc_range finds no vm area (-EINVAL)"),
       ("remap_vmalloc_range: the area is not VM_USERMAP (returns -EINVAL)",
        lambda s, p, c, L: s.areas.usermap[p["addr"]]),
       ("the model's refcount bound max_ref is reached (not a kernel limit)",
@@ -195,7 +200,7 @@ def _within_bound(s: State, a: int, c: Ctx, L: Logic) -> Any:
                   for f in range(head, head + c.bounds.hpage))
 
 
-@call("vmalloc", ("addr",), _area_domain, ALLOCATED,
+@call("vmalloc", ("addr",), _area_domain, allocated("there is nothing to unmap"),
       ("nothing to unmap: no page of the area is mapped to user space",
        lambda s, p, c, L: L.any_(L.and_(_mapped(s, p["addr"], f, c, L), L.lt(0, s.pages.mapcount[f]))
                                  for f in _frames(c, p["addr"]))))
