@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -70,7 +71,7 @@ class Bounds:
     @classmethod
     def parse(cls, text: str) -> Bounds:
         """`small`, `wide`, or `frames=16,hpage=4,...`; `frames` follows `areas*hpage`
-        unless given."""
+        unless given. Every value is checked against its range before any arithmetic."""
         if text.strip() in PRESETS:
             return PRESETS[text.strip()]
         values: dict[str, int] = {}
@@ -78,17 +79,34 @@ class Bounds:
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or key not in cls.LIMITS:
-                raise BoundsError(f"bad bound {item!r}; known: {', '.join(cls.LIMITS)}")
-            try:
-                values[key] = int(raw)
-            except ValueError:
-                raise BoundsError(f"bound {key} needs an integer, got {raw.strip()!r}") from None
+                raise BoundsError(f"bad bound {_echo(item)}; known: {', '.join(cls.LIMITS)}")
+            if key in values:
+                raise BoundsError(f"bound {key} is given twice")
+            raw = raw.strip()
+            if not _INT.fullmatch(raw):
+                raise BoundsError(f"bound {key} needs a whole number, got {_echo(raw)}")
+            lo, hi = cls.LIMITS[key]
+            # at most a few digits by now: int() cannot hit Python's digit limit
+            v = int(raw) if len(raw) <= 6 else hi + 1
+            if not lo <= v <= hi:
+                shown = raw if len(raw) <= 6 else f"{raw[:6]}... ({len(raw)} digits)"
+                raise BoundsError(f"bound {key}={shown} is out of range {lo}..{hi}")
+            values[key] = v
         d = cls()
         if "frames" not in values:
             values["frames"] = values.get("areas", d.areas) * values.get("hpage", d.hpage)
         elif "areas" not in values and values["frames"] % values.get("hpage", d.hpage) == 0:
             values["areas"] = values["frames"] // values.get("hpage", d.hpage)
         return cls(**values)
+
+
+_INT = re.compile(r"-?[0-9]+")
+
+
+def _echo(text: str, limit: int = 60) -> str:
+    """Text from the command line quoted in a message: escaped, and cut to `limit`."""
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 DEFAULT_BOUNDS = Bounds()

@@ -23,6 +23,7 @@ Def-use approximation (also in counterexamples/README.md):
 
 from __future__ import annotations
 
+import io
 import itertools
 import operator
 import textwrap
@@ -38,6 +39,7 @@ from model.logic import CONCRETE
 from model.profiles import FLAG_INFO, PROFILES, SEEDED_BUGS
 from model.state import State, leaves, rebuild
 from model.system import System
+from search.naming import printable
 from search.trace import (
     ENUM_NAMES,
     Change,
@@ -346,7 +348,8 @@ def render_text(trace: Trace, slice_only: bool = False) -> str:
     head = (f"{trace.invariant} violated after {trace.depth} steps" if trace.invariant
             else f"a run of {trace.depth} steps")
     ov = "".join(f" {k}={value_label('', v)}" for k, v in trace.overrides.items())
-    lines = [f"{head} under {trace.profile}{ov} (engine {trace.engine}"
+    # the loader admits only printable names; escaped again here for traces built in code
+    lines = [f"{head} under {trace.profile}{ov} (engine {printable(trace.engine, 64)}"
              + (f", seed {trace.seed})" if trace.seed is not None else ")"),
              "  * = in the causal slice (the steps the violation depends on)"]
     skipped = []
@@ -442,24 +445,56 @@ def render_mermaid(trace: Trace, slice_only: bool = False) -> str:
 # ---------------------------------------------------------------- PNG
 
 
+MAX_PNG_STEPS = 30  # nodes drawn at most: the picture's size and cost do not grow past it
+
+
+def png_steps(trace: Trace, sl: set[int], slice_only: bool = False,
+              limit: int = MAX_PNG_STEPS) -> tuple[list[int], str]:
+    """The nodes a PNG draws, in order, and a note on what was left out. At most `limit`
+    nodes: the initial state, the violating step, then the causal slice from the end
+    backwards, then the other steps nearest the violation; the note says how many of how
+    many are drawn (`show --slice` or `--format dot` give every step)."""
+    keep = sorted(_kept(trace, sl, slice_only))
+    if len(keep) <= limit:
+        return keep, ""
+    n = trace.depth
+    order = [0, n, *sorted(sl - {0, n}, reverse=True),
+             *sorted(set(keep) - sl - {0, n}, reverse=True)]
+    kept = set(keep)
+    chosen = sorted(list(dict.fromkeys(k for k in order if k in kept))[:limit])
+    note = (f"{len(chosen) - 1} of {len(keep) - 1} steps drawn (the causal slice first); "
+            "`show --format dot` lists them all")
+    return chosen, note
+
+
 def render_png(trace: Trace, path: str | Path, slice_only: bool = False) -> Path:
     """Draw the path left to right with causal arcs, slice steps in red, with matplotlib's
-    Agg canvas (no display, no graphviz). Needs the `png` extra: pip install allocheck[png]."""
+    Agg canvas (no display, no graphviz). Needs the `png` extra: pip install allocheck[png].
+
+    A long trace is drawn as its first `MAX_PNG_STEPS` nodes by relevance (`png_steps`),
+    with a note in the title, so that the picture's size and the drawing time stay bounded;
+    a dotted edge with `+k` stands for k steps left out. The file is written atomically
+    (`search.itf.write_atomic`): never half a PNG, never through a planted link."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError("PNG output needs matplotlib: pip install 'allocheck[png]'") from e
+    from search.itf import write_atomic
+
     g = trace_graph(trace)
     sl = causal_slice(trace, g)
-    keep = sorted(_kept(trace, sl, slice_only))
+    keep, note = png_steps(trace, sl, slice_only)
     pos = {k: (float(i), 0.0) for i, k in enumerate(keep)}
     fig = Figure(figsize=(max(6.0, 2.6 * len(keep)), 4.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_axis_off()
     sub = g.subgraph(keep)
-    path_edges = list(itertools.pairwise(keep))
+    pairs = list(itertools.pairwise(keep))
+    # steps left out for length (not those --slice leaves out): a dotted `+k` edge
+    gaps = [(a, b) for a, b in pairs if note and b > a + 1]
+    path_edges = [p for p in pairs if p not in gaps]
     causal = [(a, b) for a, b, d in sub.edges(data=True) if d["leaves"]]
     colors = [_SLICE_FILL if k in sl else ("white" if k == 0 else _OTHER_FILL) for k in keep]
     nx.draw_networkx_nodes(sub, pos, nodelist=keep, node_color=colors, node_size=900,
@@ -467,6 +502,12 @@ def render_png(trace: Trace, path: str | Path, slice_only: bool = False) -> Path
     nx.draw_networkx_labels(sub, pos, labels={k: str(k) for k in keep}, font_size=10, ax=ax)
     nx.draw_networkx_edges(sub, pos, edgelist=path_edges, width=1.5, arrows=True,
                            arrowsize=14, node_size=900, ax=ax)
+    if gaps:
+        nx.draw_networkx_edges(sub, pos, edgelist=gaps, width=1.5, style="dotted", arrows=True,
+                               arrowsize=14, node_size=900, ax=ax)
+        for a, b in gaps:
+            ax.text((pos[a][0] + pos[b][0]) / 2, 0.06, f"+{b - a - 1}", ha="center",
+                    fontsize=8)
     nx.draw_networkx_edges(sub, pos, edgelist=causal, style="dashed", edge_color="#c03030",
                            connectionstyle="arc3,rad=-0.45", arrows=True, arrowsize=12,
                            node_size=900, ax=ax)
@@ -477,10 +518,11 @@ def render_png(trace: Trace, path: str | Path, slice_only: bool = False) -> Path
     ax.set_xlim(-0.7, len(keep) - 0.3)
     ax.set_ylim(-0.75, 0.8)
     ax.set_title(f"{trace.profile}: {trace.invariant or 'run'} (depth {trace.depth}); "
-                 "red = causal slice, dashed = def-use", fontsize=10)
-    out = Path(path)
-    fig.savefig(out, format="png", bbox_inches="tight")
-    return out
+                 "red = causal slice, dashed = def-use" + (f"\n{note}" if note else ""),
+                 fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return write_atomic(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------- explain

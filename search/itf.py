@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,15 @@ from model.bounds import Bounds, BoundsError
 from model.profiles import FLAG_INFO, ProfileError, get_profile
 from model.state import State, initial_state
 from model.system import System
-from search.naming import format_call, leaf_label, state_diff, value_label
+from search.naming import (
+    echo,
+    format_call,
+    leaf_label,
+    one_line,
+    printable,
+    state_diff,
+    value_label,
+)
 from search.result import InternalError
 
 FORMAT = "ITF"
@@ -39,6 +49,12 @@ META_KEYS = frozenset({
 })
 STATE_META_KEYS = frozenset({"index", "action", "params"})
 _MAX_SAFE_INT = 2**53 - 1  # ITF: larger ints must be {"#bigint": "..."}
+# No value of the model, no depth and no seed needs more digits than this; a longer integer
+# is refused before Python converts it (past 4,300 digits that conversion itself fails).
+MAX_DIGITS = 40
+MAX_BYTES = 64 * 2**20  # a trace at the largest bounds and depth is a few MiB
+MAX_TEXT = 1000  # characters of a free-text field (#meta.description)
+MAX_NAME = 64  # characters of a name field (#meta.engine, #meta.allocheck-version)
 
 Step = tuple[str, dict[str, Any]]
 
@@ -228,27 +244,76 @@ def _file_identity(path: Path) -> str | None:
         return None
 
 
+def _temp_beside(target: Path) -> tuple[int, str]:
+    """A new, private temporary file in `target`'s folder (so that a rename is atomic);
+    O_EXCL: never an existing file or a planted link."""
+    return tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".tmp", dir=target.parent)
+
+
+def _file_mode() -> int:
+    """The mode a plain `open(..., "w")` would give a new file (0666 less the umask),
+    read without changing the umask where the system says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fill(fd: int, data: bytes) -> None:
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _write_new(target: Path, text: str) -> bool:
     """Write `text` to `target` atomically; False (and nothing written) if it exists."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _temp_beside(target)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
+        _fill(fd, text.encode("utf-8"))
         try:
             # a hard link never replaces an existing file: two savers cannot clobber
             os.link(tmp, target)
         except FileExistsError:
             return False
         except OSError:
-            if target.exists():
+            if os.path.lexists(target):
                 return False
             os.replace(tmp, target)
         return True
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def write_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `target` the way traces are written: into a temporary file in the
+    same folder, flushed to disk, then renamed over `target`. A reader never sees a
+    half-written file, a full disk leaves what was there before (and no temporary), and a
+    symbolic link planted at `target` is replaced, never followed. A `target` that exists
+    and is neither a regular file nor a link (a folder, a device such as /dev/null, a
+    FIFO) is refused with an OSError: renaming over it would destroy it."""
+    out = Path(target)
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(out).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise OSError(errno.EEXIST, f"exists and is {_file_kind(mode)}", os.fspath(out))
+    fd, tmp = _temp_beside(out)
+    try:
+        os.chmod(tmp, _file_mode())
+        _fill(fd, data)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return out
 
 
 def save(trace: Trace, out_dir: str | os.PathLike[str]) -> Path:
@@ -278,41 +343,95 @@ def save(trace: Trace, out_dir: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> Trace:
-    """Read and fully validate a trace file; any problem is one `TraceError` line."""
+    """Read and fully validate a trace file; any problem is one `TraceError` line.
+
+    Only a regular file is read: a folder, a FIFO (which would block), a device such as
+    /dev/zero (which never ends) or a socket is named for what it is. The file is opened
+    without blocking and checked on the open descriptor, so what is checked is what is read."""
     p = Path(path)
+    shown = printable(os.fspath(p), 120)
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise TraceError(f"{p.name}: not UTF-8 text") from None
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise TraceError(f"{shown}: cannot read: no such file") from None
+    except NotADirectoryError:
+        raise TraceError(f"{shown}: cannot read: no such file (a part of the path is not a "
+                         "folder)") from None
+    except IsADirectoryError:
+        raise TraceError(f"{shown}: cannot read: a folder, not a trace file") from None
     except OSError as e:
-        raise TraceError(f"{p.name}: cannot read: {e.strerror or e}") from None
+        raise TraceError(f"{shown}: cannot open: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TraceError(f"{shown}: cannot read: {_file_kind(st.st_mode)}, not a trace file")
+        if st.st_size > MAX_BYTES:
+            raise TraceError(f"{shown}: {st.st_size} bytes is too large for a trace "
+                             f"(at most {MAX_BYTES // 2**20} MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise TraceError(f"{shown}: cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise TraceError(f"{shown}: too large for a trace (at most {MAX_BYTES // 2**20} MiB)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{shown}: not UTF-8 text (byte {e.start})") from None
     return loads(text, p.name)
 
 
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 def loads(text: str, name: str = "<trace>") -> Trace:
+    """Parse and fully validate trace text; any problem is one `TraceError` line, with
+    every value it quotes escaped and cut (see `search.naming.one_line`)."""
+    name = printable(name, 120)
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
+                         parse_int=_parse_int)
     except json.JSONDecodeError as e:
         raise TraceError(f"{name}: not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise TraceError(f"{name}: not JSON we accept: nested too deeply") from None
     except _Bad as e:
-        raise TraceError(_one_line(f"{name}: {e}")) from None
+        raise TraceError(one_line(f"{name}: {e}")) from None
+    except ValueError as e:  # whatever else json itself refuses
+        raise TraceError(one_line(f"{name}: not JSON we accept: {e}")) from None
     try:
         return _from_itf(doc)
     except _Bad as e:
-        raise TraceError(_one_line(f"{name}: {e}")) from None
+        raise TraceError(one_line(f"{name}: {e}")) from None
+    except RecursionError:
+        raise TraceError(f"{name}: nested too deeply") from None
 
 
-def _one_line(msg: str) -> str:
-    return " ".join(msg.split())
+def _parse_int(digits: str) -> int:
+    n = len(digits.lstrip("-"))
+    if n > MAX_DIGITS:
+        raise _Bad(f"an integer of {n} digits is out of any range a trace may hold")
+    return int(digits)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise _Bad(f"duplicate key {k!r}")
+            raise _Bad(f"duplicate key {echo(k)}")
         out[k] = v
     return out
 
@@ -327,10 +446,21 @@ def _obj(x: Any, where: str, keys: frozenset[str] | set[str]) -> dict[str, Any]:
     missing = sorted(set(keys) - set(x))
     extra = sorted(set(x) - set(keys))
     if missing:
-        raise _Bad(f"{where} lacks key {missing[0]!r}")
+        raise _Bad(f"{where} lacks key {echo(missing[0])}")
     if extra:
-        raise _Bad(f"{where} has unknown key {extra[0]!r}")
+        raise _Bad(f"{where} has unknown key {echo(extra[0])}")
     return x
+
+
+_BIGINT = re.compile(r"-?[0-9]+")
+
+
+def _json(x: Any) -> str:
+    """A value from a file as JSON, escaped and cut: for messages."""
+    try:
+        return printable(json.dumps(x, ensure_ascii=True), 60)
+    except (ValueError, TypeError, RecursionError):
+        return echo(x, 60)
 
 
 def _kind(x: Any) -> str:
@@ -351,17 +481,29 @@ def _kind(x: Any) -> str:
 
 def _int(x: Any, where: str) -> int:
     if isinstance(x, dict) and set(x) == {"#bigint"} and isinstance(x["#bigint"], str):
-        if not re.fullmatch(r"-?\d+", x["#bigint"]):
-            raise _Bad(f"{where} is not an integer: #bigint {x['#bigint']!r}")
-        return int(x["#bigint"])
+        digits = x["#bigint"]
+        if not _BIGINT.fullmatch(digits):
+            raise _Bad(f"{where} is not an integer: #bigint {echo(digits)}")
+        if len(digits.lstrip("-")) > MAX_DIGITS:
+            raise _Bad(f"{where}: #bigint of {len(digits.lstrip('-'))} digits is out of any "
+                       "range a trace may hold")
+        return int(digits)
     if isinstance(x, bool) or not isinstance(x, int):
         raise _Bad(f"{where} must be an integer, got {_kind(x)}")
     return x
 
 
-def _str(x: Any, where: str) -> str:
+def _str(x: Any, where: str, limit: int = MAX_NAME) -> str:
+    """A string field: printable (no control or format character, no lone surrogate: it
+    may be printed on a terminal) and at most `limit` characters."""
     if not isinstance(x, str):
         raise _Bad(f"{where} must be a string, got {_kind(x)}")
+    if len(x) > limit:
+        raise _Bad(f"{where} has {len(x)} characters, at most {limit} are allowed")
+    if not x.isprintable():
+        i, ch = next((i, c) for i, c in enumerate(x) if not c.isprintable())
+        raise _Bad(f"{where} holds a character that cannot be printed safely "
+                   f"({printable(ch)} at position {i})")
     return x
 
 
@@ -396,13 +538,13 @@ def _from_itf(doc: Any) -> Trace:
     top = _obj(doc, "the top level", {"#meta", "vars", "states"})
     meta = _obj(top["#meta"], "#meta", META_KEYS)
     if meta["format"] != FORMAT:
-        raise _Bad(f"#meta.format is {meta['format']!r}, not {FORMAT!r}")
+        raise _Bad(f"#meta.format is {echo(meta['format'])}, not {FORMAT!r}")
     version = meta["format-version"]
     if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
-        raise _Bad(f"format version {version!r} is not supported (this allocheck reads "
+        raise _Bad(f"format version {echo(version)} is not supported (this allocheck reads "
                    f"version {FORMAT_VERSION})")
     _str(meta["allocheck-version"], "#meta.allocheck-version")
-    description = _str(meta["description"], "#meta.description")
+    description = _str(meta["description"], "#meta.description", MAX_TEXT)
     profile = _str(meta["profile"], "#meta.profile")
     try:
         prof = get_profile(profile)
@@ -417,26 +559,26 @@ def _from_itf(doc: Any) -> Trace:
         raise _Bad(f"#meta.flags must be an object, got {_kind(recorded_flags)}")
     for k in recorded_flags:
         if k not in FLAG_INFO:
-            raise _Bad(f"unknown flag {k!r} in #meta.flags")
+            raise _Bad(f"unknown flag {echo(k)} in #meta.flags")
     effective = flags.as_dict()
     for k, v in effective.items():
         if k not in recorded_flags:
             raise _Bad(f"#meta.flags lacks flag {k!r}")
         got = recorded_flags[k]
         if got != v or type(got) is not type(v):
-            raise _Bad(f"#meta.flags.{k} is {json.dumps(got)} but profile {profile} with the "
-                       f"recorded overrides gives {json.dumps(v)}")
+            raise _Bad(f"#meta.flags.{k} is {_json(got)} but profile {profile} with the "
+                       f"recorded overrides gives {_json(v)}")
     bounds = _bounds(meta["bounds"])
     faults = _bool(meta["faults"], "#meta.faults")
     invariant = meta["invariant"]
     if invariant is not None and (not isinstance(invariant, str) or invariant not in INVARIANTS):
-        raise _Bad(f"unknown invariant {invariant!r}; known: {', '.join(INVARIANTS)}")
+        raise _Bad(f"unknown invariant {echo(invariant)}; known: {', '.join(INVARIANTS)}")
     engine = _str(meta["engine"], "#meta.engine")
     seed = meta["seed"]
     if seed is not None:
         seed = _int(seed, "#meta.seed")
     if top["vars"] != list(STATE_VARS):
-        raise _Bad(f"vars must be {list(STATE_VARS)}, got {top['vars']!r}")
+        raise _Bad(f"vars must be {list(STATE_VARS)}, got {echo(top['vars'])}")
     raw_states = top["states"]
     if not isinstance(raw_states, list) or not raw_states:
         raise _Bad("states must be a non-empty list")
@@ -450,7 +592,7 @@ def _from_itf(doc: Any) -> Trace:
         st = _obj(raw, f"state {k}", {"#meta", *STATE_VARS})
         m = _obj(st["#meta"], f"state {k} #meta", STATE_META_KEYS)
         if _int(m["index"], f"state {k} #meta.index") != k:
-            raise _Bad(f"state {k} has #meta.index {m['index']}")
+            raise _Bad(f"state {k} has #meta.index {echo(m['index'])}")
         if k == 0:
             if m["action"] is not None or m["params"] is not None:
                 raise _Bad("state 0 is the initial state: its action and params must be null")
@@ -495,13 +637,13 @@ def param_domains(system: System, action: str) -> dict[str, list[Any]]:
 def lookup(system: System, name: Any, params: Any) -> Instance | str:
     """The instance `name(params)` of `system`, or why there is none (one line)."""
     if not isinstance(name, str) or name not in ACTIONS:
-        return f"unknown action {name!r}"
+        return f"unknown action {echo(name)}"
     act = ACTIONS[name]
     if not isinstance(params, dict):
         return f"the params of {name} must be an object, got {_kind(params)}"
     for k in params:
         if k not in act.params:
-            return f"unknown parameter {k!r} of {name} (it takes {', '.join(act.params)})"
+            return f"unknown parameter {echo(k)} of {name} (it takes {', '.join(act.params)})"
     for k in act.params:
         if k not in params:
             return f"{name} lacks parameter {k!r}"
@@ -513,7 +655,7 @@ def lookup(system: System, name: Any, params: Any) -> Instance | str:
         v = params[k]
         if not any(v == u and type(v) is type(u) for u in domains[k]):
             shown = ", ".join(value_label("", u) for u in domains[k])
-            return (f"parameter {k}={json.dumps(v)} of {name} is out of bounds "
+            return (f"parameter {k}={_json(v)} of {name} is out of bounds "
                     f"(domain under these bounds and flags: {shown})")
     items = tuple((k, params[k]) for k in act.params)
     inst = system.by_key.get((name, items))

@@ -2,11 +2,13 @@
 
 `state_diff` lists the leaves two states disagree on; `format_changes` turns such a list
 into short lines (`pages.kind[1..3]: free -> tail`); `format_call` spells an action call
-like `str(Instance)`.
+like `str(Instance)`. `printable` and `one_line` make text from files and the command line
+safe to print: a terminal never sees a control character from outside.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,59 @@ from model.state import (
     State,
     leaves,
 )
+
+# ---------------------------------------------------------------- text safe to print
+
+ECHO_LIMIT = 80  # characters of an echoed value (a path, an argument, a field of a file)
+LINE_LIMIT = 400  # characters of an error line
+WORD_LIMIT = 120  # characters of one word of an error line: longer is an echo not cut yet
+_LONG_WORD = re.compile(r"\S{" + str(WORD_LIMIT + 1) + ",}")
+
+
+def _escape(ch: str) -> str:
+    o = ord(ch)
+    if o < 0x100:
+        return f"\\x{o:02x}"
+    if o < 0x10000:
+        return f"\\u{o:04x}"
+    return f"\\U{o:08x}"
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """`text` with every character a terminal could act on written as an escape: control
+    characters (escape sequences, newlines, tabs, carriage returns, C1 controls), format
+    characters (bidirectional overrides), separators and lone surrogates become `\\x1b`,
+    `\\u202e`, `\\udc80`. Cut to `limit` characters (escapes counted) with `...`."""
+    if text.isprintable() and (limit is None or len(text) <= limit):
+        return text
+    out: list[str] = []
+    n = 0
+    for ch in text:
+        piece = ch if ch.isprintable() else _escape(ch)
+        if limit is not None and n + len(piece) > limit:
+            out.append("...")
+            break
+        out.append(piece)
+        n += len(piece)
+    return "".join(out)
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A value from outside as an error message quotes it: its repr, escaped and cut."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past Python's digit limit, deep nesting
+        text = f"<{type(value).__name__} too large to show>"
+    return printable(text, limit)
+
+
+def one_line(message: str, limit: int = LINE_LIMIT) -> str:
+    """An error message as one safe line: control characters escaped (so a newline in a
+    path cannot forge a second line), any word longer than WORD_LIMIT cut, the whole cut
+    to `limit` characters."""
+    text = printable(message)
+    text = _LONG_WORD.sub(lambda m: m.group(0)[: WORD_LIMIT - 3] + "...", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_call(name: str, params: dict[str, Any]) -> str:
