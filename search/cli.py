@@ -1,37 +1,88 @@
 """The command line: `python -m search [check options] | list | replay | show | catalog`.
 
-Exit codes, after TLC and Apalache: 0 the results agree with every declared history;
-12 a violation that the profile does not declare (under --set overrides: any violation);
-13 a declared violation that was not reproduced within the depth; 1 a replayed trace did
-not reproduce; 2 usage errors and bad input; 130 interrupted; 255 internal errors,
-an engine contradicting the concrete model included.
+Exit codes, after TLC and Apalache (the README's table lists the same):
+
+- 0: every result agrees with the declared history (replay: every trace reproduced);
+- 1: (replay) a trace did not reproduce;
+- 2: usage errors and bad input: arguments, trace files, output paths that cannot be used;
+- 3: some result is unknown (z3 answered unknown, or --timeout ran out) and nothing
+  contradicts the history: the run neither confirms nor refutes it;
+- 12: a violation that the profile does not declare (under --set overrides: any violation);
+- 13: a declared violation that the search did not reproduce within the depth;
+- 74: an output could not be written (EX_IOERR): the counterexample folder, a PNG,
+  standard output. The results are printed first whatever happened to the files;
+- 130: interrupted (every result finished before is printed, with the traces saved);
+- 255: internal errors, an engine contradicting the concrete model included.
+
+When several apply: 130, then 255, then 74, then 12, 13, 3. Every error is one line on
+stderr, with any value it echoes escaped and cut (see `search.naming.one_line`).
+
+Only the standard library and light modules are imported here: the model, z3 and the
+engines are imported when a command runs, under the interrupt handling of `main`.
 """
 
+# ruff: noqa: E402  (the start-up interrupt handler is installed before the other imports)
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
 import os
+import signal
 import sys
+from types import FrameType
+
+
+def _interrupt_before_main(signum: int, frame: FrameType | None) -> None:
+    # Ctrl-C while the interpreter imports the model and z3: nothing has run, nothing to
+    # print but the one line; no traceback, no death by the signal
+    try:
+        os.write(2, b"allocheck: interrupted\n")
+    finally:
+        os._exit(130)
+
+
+def _run_as_program() -> bool:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == "search.__main__"
+
+
+# First of all: `python -m search` interrupted during start-up exits 130 with one line.
+# Not when a test imports this module (its handler is left alone), nor in a background
+# job that inherited SIGINT ignored.
+if _run_as_program() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, _interrupt_before_main)
+
+import argparse
+import errno
+import io
+import json
+import re
+import stat
+import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from invariants import INVARIANTS
-from invariants import doc as invariant_doc
-from model.actions import ACTIONS
-from model.bounds import DEFAULT_BOUNDS, Bounds, BoundsError
-from model.profiles import FLAG_INFO, PROFILES, ProfileError, get_profile, parse_flag_value
-from model.system import System
+from search.naming import echo, one_line, printable
 from search.progress import Progress
 from search.result import HOLDS, PROVED, UNKNOWN, VIOLATED, InternalError, Result
 
-EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE = 0, 1, 2
-EXIT_UNDECLARED, EXIT_HISTORY_LOST, EXIT_INTERRUPTED, EXIT_INTERNAL = 12, 13, 130, 255
+if TYPE_CHECKING:
+    from model.bounds import Bounds
+    from model.system import System
+    from search.itf import Trace
+
+EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_UNDECLARED, EXIT_HISTORY_LOST = 12, 13
+EXIT_OUTPUT, EXIT_INTERRUPTED, EXIT_INTERNAL = 74, 130, 255
+EXIT_CODES = frozenset({EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNDECLARED,
+                        EXIT_HISTORY_LOST, EXIT_OUTPUT, EXIT_INTERRUPTED, EXIT_INTERNAL})
 MAX_DEPTH = 64
+MAX_TIMEOUT = 86400
 DEFAULT_OUT = "counterexamples"
 
 
@@ -39,56 +90,194 @@ class UsageError(Exception):
     """Bad arguments or input: printed as one line, exit 2."""
 
 
+class OutputError(Exception):
+    """An output that could not be written: one line, exit 74."""
+
+
+class _Deadline(BaseException):
+    """--timeout ran out (raised by SIGALRM). A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way swallows it."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
+# ---- interrupts and deadlines -----------------------------------------------------------
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class _Signals:
+    """What the handlers below saw during this `main`. A signal handler's exception can
+    surface as another one: raised while ctypes converts an argument for z3, it becomes a
+    `ctypes.ArgumentError`. So a failure after a Ctrl-C counts as the interrupt, and one
+    after the deadline fired as the timeout, whatever its type."""
+
+    interrupted = False  # a Ctrl-C reached `_first_interrupt`
+    deadline = False  # the innermost `_deadline` fired
+
+
+_SIG = _Signals()
+
+
+def _interrupted(e: BaseException) -> bool:
+    return isinstance(e, KeyboardInterrupt) or _SIG.interrupted
+
+
+def _timed_out(e: BaseException) -> bool:
+    return not _interrupted(e) and (isinstance(e, _Deadline) or _SIG.deadline)
+
+
+def _ignore_interrupts() -> None:
+    """After the first Ctrl-C, every later one is ignored: what finished is printed and
+    saved in full, and no library's cleanup code is interrupted into a traceback."""
+    if _main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _in_destructor(frame: FrameType | None) -> bool:
+    """Is the signal being handled inside a `__del__` (z3 frees its terms there)? An
+    exception raised there is printed as "Exception ignored" with a traceback, and lost."""
+    for _ in range(8):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _first_interrupt(signum: int, frame: FrameType | None) -> None:
+    if _in_destructor(frame):
+        # not here: deliver it again in a moment, when the destructor has returned
+        threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    _SIG.interrupted = True
+    _ignore_interrupts()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupt_handling() -> Iterator[None]:
+    """The first Ctrl-C raises KeyboardInterrupt, later ones are ignored; the previous
+    handler is restored on the way out (for callers in-process, such as tests)."""
+    _SIG.interrupted = False
+    if not _main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # a background job (`cmd &` in a script) inherits SIGINT ignored: keep it so
+        yield
+        return
+    old = signal.signal(signal.SIGINT, _first_interrupt)
+    try:
+        yield
+    finally:
+        if not _run_as_program():
+            signal.signal(signal.SIGINT, old)
+
+
+_DEADLINE_RETRY = 0.05  # seconds: how soon the alarm comes back after landing in a destructor
+
+
+def _on_deadline(signum: int, frame: FrameType | None) -> None:
+    _SIG.deadline = True
+    if _in_destructor(frame):
+        return  # the interval timer fires again in _DEADLINE_RETRY
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    raise _Deadline
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise _Deadline in this thread after `seconds` of wall time (SIGALRM): bounds the
+    parts of a check that no solver timeout covers, such as building the encoding."""
+    _SIG.deadline = False
+    if seconds is None or not _main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    old = signal.signal(signal.SIGALRM, _on_deadline)
+    signal.setitimer(signal.ITIMER_REAL, seconds, _DEADLINE_RETRY)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 # ---- arguments ------------------------------------------------------------------------
+
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _whole(text: str, what: str, lo: int, hi: int) -> int:
+    if not _WHOLE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {echo(text)}")
+    digits = text.strip().lstrip("+-")
+    if len(digits) > len(str(hi)) + 1:  # before int(): no digit-limit error, no huge value
+        raise argparse.ArgumentTypeError(f"{what} must be between {lo} and {hi}, "
+                                         f"got a number of {len(digits)} digits")
+    v = int(text)
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"{what} must be between {lo} and {hi}, got {v}")
+    return v
 
 
 def _depth(text: str) -> int:
-    try:
-        d = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"depth must be a whole number, got {text!r}") from None
-    if not 0 <= d <= MAX_DEPTH:
-        raise argparse.ArgumentTypeError(f"depth must be between 0 and {MAX_DEPTH}, got {d}")
-    return d
+    return _whole(text, "depth", 0, MAX_DEPTH)
+
+
+def _seed(text: str) -> int:
+    return _whole(text, "seed", 0, 2**64 - 1)
 
 
 def _timeout(text: str) -> float:
     try:
         t = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"timeout must be seconds, got {text!r}") from None
-    if not 0 < t <= 86400:
-        raise argparse.ArgumentTypeError(f"timeout must be between 0 and 86400 seconds, got {text}")
+        raise argparse.ArgumentTypeError(f"timeout must be seconds, got {echo(text)}") from None
+    if not 0 < t <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"timeout must be between 0 and {MAX_TIMEOUT} seconds, got {echo(text)}")
     return t
 
 
+def _folder(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty: name a folder (. is the current one)")
+    return text
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    from model.profiles import parse_flag_value
+
     out: dict[str, Any] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"--set needs flag=value, got {item!r}")
+            raise UsageError(f"--set needs flag=value, got {echo(item)}")
         out[name.strip()] = parse_flag_value(name.strip(), value)
     return out
 
 
 def _check_parser() -> _Parser:
+    from invariants import INVARIANTS
+    from model.profiles import PROFILES
+
     p = _Parser(
         prog="python -m search",
         description="Check Linux allocator invariants on kernel-version profiles. "
         "Subcommands: list, replay FILE..., show FILE, catalog (see `python -m search "
-        "SUBCOMMAND --help`).",
+        "SUBCOMMAND --help`). Exit codes: 0 as declared, 3 some result unknown, 12 an "
+        "undeclared violation, 13 a declared one not reproduced, 2 bad input, 74 an output "
+        "not written, 130 interrupted, 255 internal error.",
     )
     p.add_argument("--depth", type=_depth, default=10,
                    help=f"bound on the number of kernel calls (0..{MAX_DEPTH}, default 10)")
     p.add_argument("--profile", action="append", default=[], metavar="P",
-                   help="kernel profile to check (repeatable; default: all built-in): "
-                   + ", ".join(PROFILES))
+                   help="kernel profile to check (repeatable, each checked once; default: all "
+                   "built-in): " + ", ".join(PROFILES))
     p.add_argument("--invariant", action="append", default=[], metavar="I",
                    help="invariant to check (repeatable; default: all): " + ", ".join(INVARIANTS))
     p.add_argument("--engine", choices=("bmc", "bfs"), default="bmc",
@@ -104,14 +293,134 @@ def _check_parser() -> _Parser:
     p.add_argument("--prove", action="store_true",
                    help="try k-induction (k up to --depth) on every invariant that holds")
     p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
-                   help="bmc: seconds per z3 query; bfs: per profile; --prove: per invariant proof. "
-                   "A query that runs out is reported unknown, never holds")
-    p.add_argument("--seed", type=int, default=0, help="recorded in traces (default 0)")
+                   help="limit on the wall time of each profile's check, everything included "
+                   "(building the z3 encoding, every query; bfs: the whole search), and of each "
+                   "--prove proof. What is not settled in time is reported unknown, never holds "
+                   f"(exit 3). 0 < SECONDS <= {MAX_TIMEOUT}; default: no limit")
+    p.add_argument("--seed", type=_seed, default=0, help="recorded in traces (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                   help="where counterexamples are saved (default counterexamples/)")
+    p.add_argument("--out", type=_folder, default=DEFAULT_OUT, metavar="DIR",
+                   help="where counterexamples are saved (default counterexamples/); checked "
+                   "before the search")
     p.add_argument("--no-save", action="store_true", help="do not save counterexamples")
     return p
+
+
+# ---- output locations -----------------------------------------------------------------
+
+
+def _os_reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+def _out_dir(path: str, create: bool = True, option: str = "--out") -> Path:
+    """The folder counterexamples go to, checked before any work: it is (or can be made)
+    a folder, and a file can be created in it. Problems with the path as given (missing
+    parent, not a folder, a dangling link, a name too long) are usage errors; a folder the
+    system does not let us write to is an OutputError."""
+    if not path:
+        raise UsageError(f"{option} is empty: name a folder (. is the current one)")
+    shown = echo(path)
+    out = Path(path)
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
+        if os.path.lexists(out):
+            raise UsageError(f"{option} {shown}: a symbolic link to nothing") from None
+        parent = out.parent
+        if not parent.is_dir():
+            raise UsageError(f"{option} {shown}: folder {echo(str(parent))} does not exist") from None
+        if create:
+            try:
+                out.mkdir()
+            except OSError as e:
+                raise OutputError(f"{option} {shown}: cannot create the folder: "
+                                  f"{_os_reason(e)}") from None
+            _probe(out, option)
+        return out
+    except NotADirectoryError:
+        raise UsageError(f"{option} {shown}: a part of the path is not a folder") from None
+    except OSError as e:
+        if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+            raise UsageError(f"{option} {shown}: {_os_reason(e)}") from None
+        raise OutputError(f"{option} {shown}: {_os_reason(e)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option} {shown}: not a folder")
+    if create:
+        _probe(out, option)
+    return out
+
+
+def _probe(folder: Path, option: str) -> None:
+    """Create and remove a file in `folder`: a read-only folder or file system is found
+    before the search, not after it."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".allocheck-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OutputError(f"{option} {echo(str(folder))}: cannot write there: "
+                          f"{_os_reason(e)}") from None
+
+
+def _output_file(path: str, option: str = "--output") -> Path:
+    """A file to be written (atomically, see `search.itf.write_atomic`): its folder must
+    exist, and if it exists it must be a regular file or a link (which is replaced, not
+    followed): never a folder, a device or a FIFO."""
+    if not path:
+        raise UsageError(f"{option} is empty: name a file")
+    shown = echo(path)
+    target = Path(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        if not target.parent.is_dir():
+            raise UsageError(f"{option} {shown}: folder {echo(str(target.parent))} "
+                             "does not exist") from None
+        return target
+    except NotADirectoryError:
+        raise UsageError(f"{option} {shown}: a part of the path is not a folder") from None
+    except OSError as e:
+        raise UsageError(f"{option} {shown}: {_os_reason(e)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option} {shown}: is a folder; name a file")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise UsageError(f"{option} {shown}: exists and is not a regular file")
+    return target
+
+
+@dataclass
+class Saver:
+    """Saves counterexamples as results arrive; a failure to save is recorded, never
+    raised: the results are printed whatever happens to the files."""
+
+    out: Path | None
+    saved: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one reason per trace not saved
+
+    def save(self, trace: Trace) -> str | None:
+        from search.itf import TraceError, save
+
+        if self.out is None:
+            return None
+        try:
+            path = str(save(trace, self.out))
+        except OSError as e:
+            self.failed.append(_os_reason(e))
+            return None
+        except TraceError as e:
+            self.failed.append(str(e))
+            return None
+        self.saved.append(path)
+        return path
+
+    def summary(self) -> str:
+        """One clause on what was not saved ("" when everything was)."""
+        if not self.failed:
+            return ""
+        n = len(self.failed)
+        return (f"{n} trace{'s' if n > 1 else ''} not saved under {echo(str(self.out))}: "
+                f"{self.failed[0]}")
 
 
 # ---- the check ------------------------------------------------------------------------
@@ -160,54 +469,115 @@ def _engine(name: str) -> Callable[..., dict[str, Result]]:
     return bmc.check
 
 
-def _out_dir(path: str, create: bool = True) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {path}: not a folder")
-    if not out.exists():
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {path}: folder {out.parent} does not exist")
-        if create:
-            out.mkdir()
-    return out
+def _settled(exc: BaseException, fn: Callable[..., Any]) -> dict[str, Result]:
+    """The results an engine call had settled when `exc` stopped it, read from the
+    `results` dict in the engine function's frame on the traceback. The engines return
+    every result of a profile at once; this keeps an interrupted or timed-out check from
+    losing those already settled. Empty when that frame or dict is not there: nothing is
+    invented. (A callback per settled result in the engines would make this unnecessary.)"""
+    code = getattr(fn, "__code__", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            found = tb.tb_frame.f_locals.get("results")
+            if isinstance(found, dict):
+                return {k: v for k, v in found.items()
+                        if isinstance(k, str) and isinstance(v, Result)}
+        tb = tb.tb_next
+    return {}
+
+
+def _check_profile(name: str, invariants: list[str], depth: int, engine: str,
+                   overrides: dict[str, Any], bounds: Bounds, faults: bool,
+                   timeout: float | None, progress: Progress
+                   ) -> tuple[System | None, dict[str, Result], bool]:
+    """One profile's check under --timeout: (system, settled results, interrupted).
+    Pending invariants at the deadline are unknown; at an interrupt, absent."""
+    from model.system import System
+
+    check = _engine(engine)
+    reached = [0]
+
+    def tick(d: int, inv: str) -> None:
+        reached[0] = d
+        progress.note(f"{name}: depth {d} {inv}")
+
+    system: System | None = None
+    results: dict[str, Result] | None = None
+    t0 = time.monotonic()
+    try:
+        with _deadline(timeout):
+            progress.note(f"{name}: building")
+            system = System.build(name, bounds=bounds, faults=faults, overrides=overrides)
+            if engine == "bmc":
+                results = check(system, invariants, depth, timeout=timeout,
+                                query_timeout=timeout, progress=tick)
+            else:
+                results = check(system, invariants, depth, timeout=timeout, progress=tick)
+    except BaseException as e:
+        if _interrupted(e):
+            _ignore_interrupts()
+            return system, (results if results is not None else _settled(e, check)), True
+        if not _timed_out(e):
+            raise
+        got = results if results is not None else _settled(e, check)
+        d = reached[0]
+        checked = f"no violation within {d - 1} steps" if d > 0 else "nothing checked"
+        what = "building the encoding included" if engine == "bmc" else "the whole search"
+        for inv in invariants:
+            if inv not in got:
+                got[inv] = Result(inv, engine, UNKNOWN, max(d - 1, 0), [],
+                                  time.monotonic() - t0,
+                                  f"timeout after {timeout:g}s of wall time ({what}) at depth "
+                                  f"{d}; {checked}")
+        return system, got, False
+    return system, results, False
 
 
 def run_check(profiles: list[str], invariants: list[str], depth: int, engine: str,
               overrides: dict[str, Any], bounds: Bounds, faults: bool, prove: bool,
-              timeout: float | None, seed: int, out: Path | None,
+              timeout: float | None, seed: int, out: Path | Saver | None,
               progress: Progress, rows: list[Row]) -> None:
-    """Check every profile, appending a Row per invariant as results arrive (so that an
-    interrupted run still has what it finished)."""
-    from search.trace import save, trace_from_steps
+    """Check every profile, appending a Row per invariant as results are settled (so
+    that an interrupted run still has every result it finished, per invariant), saving
+    each counterexample as it comes. Raises KeyboardInterrupt after recording what was
+    settled when interrupted."""
+    from search.itf import trace_from_steps
 
-    check = _engine(engine)
+    saver = out if isinstance(out, Saver) else Saver(out)
     for name in profiles:
-        system = System.build(name, bounds=bounds, faults=faults, overrides=overrides)
-        progress.note(f"{name}: building")
-
-        def tick(d: int, inv: str, name: str = name) -> None:
-            progress.note(f"{name}: depth {d} {inv}")
-
-        if engine == "bmc":
-            results = check(system, invariants, depth, query_timeout=timeout, progress=tick)
-        else:
-            results = check(system, invariants, depth, timeout=timeout, progress=tick)
+        system, results, interrupted = _check_profile(
+            name, invariants, depth, engine, overrides, bounds, faults, timeout, progress)
+        new: list[Row] = []
         for inv in invariants:
-            r = results[inv]
+            r = results.get(inv)
+            if r is None or system is None:
+                continue
             row = Row(name, inv, r, system.expected(inv), faults)
-            if r.status == VIOLATED and out is not None:
-                trace = trace_from_steps(system, r.steps, inv, engine, seed)
-                row.trace = str(save(trace, out))
-            if prove and r.status == HOLDS:
-                row.result = _prove(system, inv, depth, timeout, r)
             rows.append(row)
+            new.append(row)
             progress.advance()
+            if r.status == VIOLATED:
+                row.trace = saver.save(trace_from_steps(system, r.steps, inv, engine, seed))
+        if interrupted:
+            raise KeyboardInterrupt
+        if prove and system is not None:
+            for row in new:
+                if row.result.status == HOLDS:
+                    row.result = _prove(system, row.invariant, depth, timeout, row.result)
 
 
 def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result) -> Result:
     from search import induction
 
-    proof = induction.prove(system, inv, max(depth, 1), timeout=timeout)
+    try:
+        with _deadline(timeout):
+            proof = induction.prove(system, inv, max(depth, 1), timeout=timeout)
+    except BaseException as e:
+        if not _timed_out(e):
+            raise
+        bounded.detail = f"{bounded.detail}; not proved: timeout after {timeout:g}s"
+        return bounded
     if proof.status == PROVED:
         proof.seconds += bounded.seconds
         return proof
@@ -236,8 +606,10 @@ def print_table(rows: list[Row], depth: int, engine: str, bounds: Bounds, faults
           file=stream)
     for row in rows:
         m = {True: "yes", False: "NO", None: "-"}[row.matches]
+        trace = row.trace or ("(not saved)" if row.result.status == VIOLATED
+                              and row.extra.get("save_failed") else "")
         print(f"{row.profile:<15}{row.invariant:<22}{describe(row, depth):<28}"
-              f"{row.expected or '-':<10}{m:<7}{row.trace or ''}", file=stream)
+              f"{row.expected or '-':<10}{m:<7}{printable(trace)}", file=stream)
     bad = [r for r in rows if r.matches is False]
     unknown = [r for r in rows if r.result.status == UNKNOWN]
     holds = [r for r in rows if r.result.status == HOLDS]
@@ -256,40 +628,57 @@ def print_table(rows: list[Row], depth: int, engine: str, bounds: Bounds, faults
 
 
 def exit_code(rows: list[Row]) -> int:
+    """12 an undeclared violation; 13 a declared violation the search finished without;
+    3 some result unknown (nothing settled contradicts the history); else 0."""
     if any(r.result.status == VIOLATED and r.expected != VIOLATED for r in rows):
         return EXIT_UNDECLARED
-    if any(r.expected == VIOLATED and r.result.status != VIOLATED for r in rows):
+    if any(r.expected == VIOLATED and r.result.status in (HOLDS, PROVED) for r in rows):
         return EXIT_HISTORY_LOST
+    if any(r.result.status == UNKNOWN for r in rows):
+        return EXIT_UNKNOWN
     return EXIT_OK
 
 
 def cmd_check(argv: Sequence[str]) -> int:
+    from invariants import INVARIANTS
+    from model.bounds import DEFAULT_BOUNDS, Bounds
+    from model.profiles import PROFILES, get_profile
+
     a = _check_parser().parse_args(argv)
-    profiles = a.profile or list(PROFILES)
+    profiles = list(dict.fromkeys(a.profile)) or list(PROFILES)
     for p in profiles:
         get_profile(p)
     invariants = list(dict.fromkeys(a.invariant)) or list(INVARIANTS)
     for i in invariants:
         if i not in INVARIANTS:
-            raise UsageError(f"unknown invariant {i!r}; known: {', '.join(INVARIANTS)}")
+            raise UsageError(f"unknown invariant {echo(i)}; known: {', '.join(INVARIANTS)}")
     overrides = parse_overrides(a.set)
     for p in profiles:
         get_profile(p).flags.with_overrides(overrides)
     bounds = Bounds.parse(a.bounds) if a.bounds else DEFAULT_BOUNDS
-    # checked even with --no-save, before any work: a typo must not cost a long run
+    # checked even with --no-save, before any work: a typo must not cost a long run;
+    # with saving on, a file is created and removed there, so a folder we cannot write to
+    # stops the run now rather than losing its results at the end
     out_dir = _out_dir(a.out, create=not a.no_save)
-    out = None if a.no_save else out_dir
-    progress = Progress(len(profiles) * len(invariants), enabled=None if not a.json else False)
+    saver = Saver(None if a.no_save else out_dir)
+    total = len(profiles) * len(invariants)
+    progress = Progress(total, bar=not a.json)
     rows: list[Row] = []
     t0 = time.monotonic()
     interrupted = False
     try:
         run_check(profiles, invariants, a.depth, a.engine, overrides, bounds, a.faults,
-                  a.prove, a.timeout, a.seed, out, progress, rows)
-    except KeyboardInterrupt:
+                  a.prove, a.timeout, a.seed, saver, progress, rows)
+    except BaseException as e:
+        if not _interrupted(e):
+            raise
+        _ignore_interrupts()
         interrupted = True
     finally:
         progress.close()
+    for row in rows:
+        if row.result.status == VIOLATED and row.trace is None and saver.out is not None:
+            row.extra["save_failed"] = True
     if a.json:
         print(json.dumps({
             "allocheck": _version(), "engine": a.engine, "depth": a.depth,
@@ -297,18 +686,32 @@ def cmd_check(argv: Sequence[str]) -> int:
             "seed": a.seed, "interrupted": interrupted,
             "seconds": round(time.monotonic() - t0, 3),
             "results": [r.as_json() for r in rows],
+            "not_saved": len(saver.failed),
         }, indent=2))
     else:
         print_table(rows, a.depth, a.engine, bounds, a.faults)
+    return _finish(rows, total, interrupted, saver, exit_code)
+
+
+def _finish(rows: list[Row], total: int, interrupted: bool, saver: Saver,
+            code: Callable[[list[Row]], int]) -> int:
+    """The one stderr line of a run that did not simply finish, and its exit code."""
+    flush_stdout()
+    lost = saver.summary()
     if interrupted:
-        print(f"interrupted: {len(rows)} of {len(profiles) * len(invariants)} results "
-              "finished (shown above)", file=sys.stderr)
+        saved = (f"; {len(saver.saved)} trace{'s' if len(saver.saved) != 1 else ''} saved under "
+                 f"{echo(str(saver.out))}" if saver.out is not None else "")
+        say(f"interrupted: {len(rows)} of {total} results finished (shown above){saved}"
+            + (f"; {lost}" if lost else ""))
         return EXIT_INTERRUPTED
-    return exit_code(rows)
+    if lost:
+        say(f"{lost} (the results are above)")
+        return EXIT_OUTPUT
+    return code(rows)
 
 
 def _version() -> str:
-    from search.trace import allocheck_version
+    from search.itf import allocheck_version
 
     return allocheck_version()
 
@@ -317,6 +720,11 @@ def _version() -> str:
 
 
 def cmd_list(argv: Sequence[str]) -> int:
+    from invariants import INVARIANTS
+    from invariants import doc as invariant_doc
+    from model.actions import ACTIONS
+    from model.profiles import FLAG_INFO, PROFILES
+
     p = _Parser(prog="python -m search list",
                 description="Profiles with their flags and declared history, invariants, actions.")
     p.parse_args(argv)
@@ -343,14 +751,16 @@ def cmd_list(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _existing(path: str) -> str:
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
-    return path
+def _print_text(text: str) -> None:
+    """Text that carries anything from a file: each line printed with its control
+    characters escaped (the loader admits none; this holds for every future field)."""
+    print("\n".join(printable(line) for line in text.split("\n")))
 
 
 def cmd_replay(argv: Sequence[str]) -> int:
-    from search.trace import load, replay
+    from model.profiles import get_profile
+    from search.itf import load
+    from search.replay import replay
 
     p = _Parser(prog="python -m search replay",
                 description="Re-execute saved traces on the concrete model: exit 0 when all "
@@ -360,16 +770,17 @@ def cmd_replay(argv: Sequence[str]) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FLAG=VALUE")
     a = p.parse_args(argv)
     overrides = parse_overrides(a.set)
-    if a.profile:
+    if a.profile is not None:
         get_profile(a.profile)
-    traces = [(f, load(_existing(f))) for f in a.files]
+    traces = [(f, load(f)) for f in a.files]
     code = EXIT_OK
     for f, trace in traces:
         rep = replay(trace, profile=a.profile, overrides=overrides or None)
-        print(f"{f}:")
+        print(f"{printable(f)}:")  # one line each: a newline in a name is escaped too
         for line in rep.narration:
-            print(f"  {line}")
-        print(f"  => {'reproduced' if rep.reproduced else 'NOT reproduced'}: {rep.reason}")
+            print(f"  {printable(line)}")
+        print(f"  => {'reproduced' if rep.reproduced else 'NOT reproduced'}: "
+              f"{printable(rep.reason)}")
         if not rep.reproduced:
             code = EXIT_NOT_REPRODUCED
     return code
@@ -377,56 +788,76 @@ def cmd_replay(argv: Sequence[str]) -> int:
 
 def cmd_show(argv: Sequence[str]) -> int:
     from search.graph import explain, render_dot, render_mermaid, render_png, render_text
-    from search.trace import load
+    from search.itf import load
 
     p = _Parser(prog="python -m search show",
                 description="Narrate or draw a saved trace, with its causal slice.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--slice", action="store_true", help="only the steps the violation depends on")
     p.add_argument("--format", choices=("text", "dot", "mermaid", "png"), default="text")
-    p.add_argument("--output", default=None, help="PNG file to write (default: FILE with .png)")
+    p.add_argument("--output", default=None,
+                   help="PNG file to write (default: FILE with .png), written atomically; an "
+                   "existing file or link there is replaced, a folder or device refused")
     a = p.parse_args(argv)
-    trace = load(_existing(a.file))
+    target = None
+    if a.format == "png":  # checked before the work
+        target = _output_file(a.output if a.output is not None
+                              else a.file.removesuffix(".itf.json") + ".png")
+    elif a.output is not None:
+        raise UsageError("--output is for --format png")
+    trace = load(a.file)
     if a.format == "text":
-        print(render_text(trace, slice_only=a.slice))
+        _print_text(render_text(trace, slice_only=a.slice))
         print()
-        print(explain(trace))
+        _print_text(explain(trace))
     elif a.format == "dot":
-        print(render_dot(trace, slice_only=a.slice))
+        _print_text(render_dot(trace, slice_only=a.slice))
     elif a.format == "mermaid":
-        print(render_mermaid(trace, slice_only=a.slice))
+        _print_text(render_mermaid(trace, slice_only=a.slice))
     else:
-        target = Path(a.output or a.file.removesuffix(".itf.json") + ".png")
-        if not target.parent.exists():
-            raise UsageError(f"--output {target}: folder {target.parent} does not exist")
+        assert target is not None
         try:
-            print(render_png(trace, target, slice_only=a.slice))
+            written = render_png(trace, target, slice_only=a.slice)
         except ImportError:
             raise UsageError("PNG needs matplotlib: pip install 'allocheck[png]'") from None
+        except OSError as e:
+            raise OutputError(f"--output {echo(str(target))}: cannot write the PNG: "
+                              f"{_os_reason(e)}") from None
+        print(printable(str(written)))
     return EXIT_OK
 
 
 def cmd_catalog(argv: Sequence[str]) -> int:
+    from model.bounds import DEFAULT_BOUNDS
+    from model.profiles import PROFILES
+
     p = _Parser(prog="python -m search catalog",
                 description="Regenerate counterexamples/: the shortest trace of every declared "
                 "violation of every built-in profile, with failures off and on (BMC).")
     p.add_argument("--depth", type=_depth, default=10)
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR")
+    p.add_argument("--out", type=_folder, default=DEFAULT_OUT, metavar="DIR")
     a = p.parse_args(argv)
-    out = _out_dir(a.out)
+    saver = Saver(_out_dir(a.out))
     rows: list[Row] = []
-    for faults in (False, True):
-        for prof in PROFILES.values():
-            # with faults on, only what the faults add: the rest is in the first pass
-            declared = sorted(prof.violated_with_faults if faults else prof.violated)
-            if not declared:
-                continue
+    plan = [(faults, prof, sorted(prof.violated_with_faults if faults else prof.violated))
+            for faults in (False, True) for prof in PROFILES.values()]
+    # with faults on, only what the faults add: the rest is in the first pass
+    plan = [(f, prof, declared) for f, prof, declared in plan if declared]
+    total = sum(len(declared) for _, _, declared in plan)
+    interrupted = False
+    try:
+        for faults, prof, declared in plan:
             run_check([prof.name], declared, a.depth, "bmc", {}, DEFAULT_BOUNDS, faults,
-                      False, None, 0, out, Progress(len(declared)), rows)
+                      False, None, 0, saver, Progress(len(declared)), rows)
+    except BaseException as e:
+        if not _interrupted(e):
+            raise
+        _ignore_interrupts()
+        interrupted = True
     for r in rows:
         print(f"{r.profile:<15}{r.invariant:<22}{'faults' if r.faults else '':<8}"
-              f"{describe(r, a.depth):<28}{r.trace or ''}")
-    return exit_code(rows)
+              f"{describe(r, a.depth):<28}{printable(r.trace or '')}")
+    return _finish(rows, total, interrupted, saver, exit_code)
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -434,37 +865,102 @@ SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
-def main(argv: Sequence[str]) -> int:
+# ---- main -----------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    """One line on stderr, `allocheck: ` first, made safe by `one_line`. A stderr that
+    cannot be written is no reason for a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"allocheck: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def flush_stdout() -> None:
+    """Flush stdout now, so that a write error (a full disk, /dev/full, a closed pipe)
+    happens inside `main`, where it is one line and an exit code, and not at exit."""
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:])
-        return cmd_check(argv)
-    except (UsageError, ProfileError, BoundsError) as e:
-        print(f"allocheck: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except InternalError as e:
-        print(f"allocheck: internal error: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_INTERNAL
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        _silence_stdout()
+        raise OutputError(f"cannot write to standard output: {_os_reason(e)}") from None
+
+
+def _silence_stdout() -> None:
+    """After stdout failed: what is still buffered goes nowhere, so that Python's flush at
+    exit does not fail again with a second message."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+
+
+def _stdout_failed() -> bool:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
+        return True
+    return False
+
+
+def main(argv: Sequence[str]) -> int:
+    with _interrupt_handling():
+        return _main(list(argv))
+
+
+_BAD_INPUT = frozenset({("search.itf", "TraceError"), ("model.profiles", "ProfileError"),
+                        ("model.bounds", "BoundsError")})
+
+
+def _bad_input(e: BaseException) -> bool:
+    """A trace, profile or bounds error (exit 2), told by class without importing the
+    model: `main` must not import anything outside its handlers."""
+    return any((c.__module__, c.__qualname__) in _BAD_INPUT for c in type(e).__mro__)
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        command = SUBCOMMANDS.get(argv[0]) if argv else None
+        code = command(argv[1:]) if command is not None else cmd_check(argv)
+        flush_stdout()
+        return code
     except KeyboardInterrupt:
-        print("allocheck: interrupted", file=sys.stderr)
+        _ignore_interrupts()
+        say("interrupted")
         return EXIT_INTERRUPTED
+    except UsageError as e:
+        say(str(e))
+        return EXIT_USAGE
+    except OutputError as e:
+        say(str(e))
+        return EXIT_OUTPUT
+    except InternalError as e:
+        say(f"internal error: {e}")
+        return EXIT_INTERNAL
     except BrokenPipeError:
         # the reader went away (`| head`): not an error of ours; keep Python from
         # complaining again when it flushes stdout at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return EXIT_OK
+    except OSError as e:
+        if e.filename is None:  # a write to an open stream: stdout, as the commands go
+            _stdout_failed()
+            say(f"cannot write the output: {_os_reason(e)}")
+        else:
+            where = f"{echo(os.fsdecode(e.filename))}: " if e.filename is not None else ""
+            say(f"{where}{_os_reason(e)}")
+        return EXIT_OUTPUT
     except Exception as e:
-        from search.trace import TraceError
-
-        if isinstance(e, TraceError):
-            print(f"allocheck: {e}", file=sys.stderr)
+        if _SIG.interrupted:  # the interrupt, surfacing as another exception
+            _ignore_interrupts()
+            say("interrupted")
+            return EXIT_INTERRUPTED
+        if _bad_input(e):
+            say(str(e))
             return EXIT_USAGE
         if os.environ.get("ALLOCHECK_DEBUG"):
             traceback.print_exc()
-        print(f"allocheck: internal error: {type(e).__name__}: {_one_line(str(e))} "
-              "(ALLOCHECK_DEBUG=1 shows the traceback)", file=sys.stderr)
+        say(f"internal error: {type(e).__name__}: {e} (ALLOCHECK_DEBUG=1 shows the traceback)")
         return EXIT_INTERNAL
-
-
-def _one_line(s: str) -> str:
-    return " ".join(s.split())

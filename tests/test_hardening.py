@@ -7,13 +7,16 @@ outcome that only a working limit produces."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import random
+import signal
 import stat
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,17 @@ def test_printable_escapes_what_a_terminal_acts_on() -> None:
     assert "\n" not in line and len(line) < 500
 
 
+def test_a_path_with_control_characters_is_printed_escaped(
+        tmp_path: Path, tail: Trace, capsys: pytest.CaptureFixture[str]) -> None:
+    src = save(tail, tmp_path)
+    hostile = tmp_path / f"t{ESC}\nFORGED.itf.json"
+    hostile.write_bytes(src.read_bytes())
+    code, out, err = main(capsys, "replay", str(hostile))
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert not any(line.startswith("FORGED") for line in out.splitlines())
+
+
 # ---- defect 3: integers over 4,300 digits ----------------------------------------------
 
 
@@ -154,6 +168,362 @@ def test_bad_bounds_are_usage_errors(spec: str, capsys: pytest.CaptureFixture[st
     one_clean_line(err)
 
 
+# ---- defect 6: every error one line, echoed values cut ---------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["replay", "no\nsuch"],
+    ["show", "no\nsuch\x1b[2J"],
+    ["--out", "a\nb/c", "--depth", "0"],
+    ["list", "\n"],
+    ["--profile", "v\n" + "9" * 20000, "--depth", "0", "--no-save"],
+    ["--invariant", "x" * 20000, "--depth", "0", "--no-save"],
+    ["--set", "pack_fill=" + "z" * 20000, "--depth", "0", "--no-save"],
+    ["--depth", "9" * 5000],
+    ["--seed", "9" * 5000, "--depth", "0", "--no-save"],
+    ["--timeout", "1e999", "--depth", "0", "--no-save"],
+    ["--timeout", "nan", "--depth", "0", "--no-save"],
+    ["--engine", "bmc\nbfs"],
+    ["--no-such-option\n" + "q" * 10000],
+])
+def test_errors_are_one_short_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = main(capsys, *argv)
+    assert code == 2, (code, err)
+    one_clean_line(err)
+
+
+# ---- defect 9: unknown results get their own exit code ---------------------------------
+
+
+def test_exit_code_precedence() -> None:
+    from search.cli import Row, exit_code
+    from search.result import HOLDS, UNKNOWN, VIOLATED, Result
+
+    def row(status: str, expected: str | None) -> Row:
+        return Row("p", "i", Result("i", "bmc", status, 1), expected, False)
+
+    assert exit_code([row(HOLDS, HOLDS), row(UNKNOWN, HOLDS)]) == 3
+    assert exit_code([row(UNKNOWN, VIOLATED)]) == 3  # not refuted: unknown, not 13
+    assert exit_code([row(UNKNOWN, None)]) == 3
+    assert exit_code([row(HOLDS, VIOLATED), row(UNKNOWN, HOLDS)]) == 13
+    assert exit_code([row(VIOLATED, HOLDS), row(UNKNOWN, HOLDS)]) == 12
+    assert exit_code([row(VIOLATED, VIOLATED), row(HOLDS, HOLDS)]) == 0
+
+
+def test_a_run_with_every_result_unknown_is_not_exit_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the issue's reproducer, with a shorter limit: BFS cannot reach depth 30 at the wide
+    # scope in half a second, so every result is unknown
+    code, out, _ = main(capsys, "--profile", "v5.19", "--bounds", "wide", "--depth", "30",
+                        "--engine", "bfs", "--timeout", "0.5", "--no-save", "--json")
+    assert code == 3
+    assert {r["status"] for r in json.loads(out)["results"]} == {"unknown"}
+
+
+# ---- defect 1: PNG through a planted symlink, and not atomic ---------------------------
+
+
+def test_png_never_writes_through_a_planted_link(tmp_path: Path, tail: Trace,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    d, v = tmp_path / "d", tmp_path / "v"
+    d.mkdir()
+    v.mkdir()
+    (v / "p").write_text("precious\n")
+    t = save(tail, d)
+    link = t.with_name(t.name.removesuffix(".itf.json") + ".png")
+    link.symlink_to(Path("..") / "v" / "p")
+    code, _, err = main(capsys, "show", str(t), "--format", "png")
+    assert code == 0, err
+    assert (v / "p").read_text() == "precious\n"
+    assert not link.is_symlink() and link.is_file()
+    _png_size(link)
+    assert sorted(p.name for p in d.iterdir()) == sorted([t.name, link.name])  # no temporary
+
+
+def test_png_on_a_full_disk_leaves_the_old_file(tmp_path: Path, tail: Trace,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    import search.itf
+
+    t = save(tail, tmp_path)
+    png = tmp_path / "out.png"
+    png.write_bytes(b"old picture")
+
+    def full(fd: int, data: bytes) -> None:
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(search.itf, "_fill", full)
+    code, _, err = main(capsys, "show", str(t), "--format", "png", "--output", str(png))
+    assert code == 74
+    one_clean_line(err)
+    assert png.read_bytes() == b"old picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([t.name, png.name])
+
+
+@pytest.mark.parametrize("target", ["folder", "/dev/null", "fifo"])
+def test_png_refuses_a_folder_or_a_device(tmp_path: Path, tail: Trace, target: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    t = save(tail, tmp_path)
+    if target == "folder":
+        out = tmp_path / "pictures"
+        out.mkdir()
+    elif target == "fifo":
+        out = tmp_path / "fifo"
+        os.mkfifo(out)
+    else:
+        out = Path(target)
+    before = os.lstat(out).st_mode
+    code, _, err = main(capsys, "show", str(t), "--format", "png", "--output", str(out))
+    assert code == 2
+    one_clean_line(err)
+    assert os.lstat(out).st_mode == before  # still what it was (root could replace /dev/null)
+
+
+# ---- defect 5: output paths --------------------------------------------------------------
+
+
+def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if a check starts: the output location must be refused before the search."""
+    import search.cli
+
+    def boom(name: str) -> Any:
+        raise AssertionError("the search ran although the output folder is unusable")
+
+    monkeypatch.setattr(search.cli, "_engine", boom)
+
+
+@pytest.mark.parametrize("kind", ["dangling", "too-long", "file", "missing-parent", "empty"])
+def test_unusable_out_is_refused_before_the_search(
+        tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _no_engine(monkeypatch)
+    out = {"dangling": tmp_path / "link", "too-long": tmp_path / ("x" * 300),
+           "file": tmp_path / "f", "missing-parent": tmp_path / "no" / "such",
+           "empty": ""}[kind]
+    if kind == "dangling":
+        out.symlink_to(tmp_path / "nowhere")  # type: ignore[union-attr]
+    if kind == "file":
+        out.write_text("")  # type: ignore[union-attr]
+    code, _, err = main(capsys, "--profile", "v5.1", "--invariant", "wx", "--depth", "1",
+                        "--out", str(out))
+    assert code == 2, err
+    one_clean_line(err)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_unwritable_out_is_an_os_error_before_the_search(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import search.cli
+
+    _no_engine(monkeypatch)
+
+    def denied(*a: Any, **kw: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    # root ignores a read-only mode, so the refusal is simulated where the probe creates
+    monkeypatch.setattr(search.cli.tempfile, "mkstemp", denied)
+    code, _, err = main(capsys, "--profile", "v5.1", "--invariant", "wx", "--depth", "1",
+                        "--out", str(tmp_path))
+    assert code == 74
+    one_clean_line(err)
+    assert "Permission denied" in err
+
+
+def test_results_are_printed_when_saving_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import search.itf
+
+    def full(trace: Trace, out: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(search.itf, "save", full)
+    code, out, err = main(capsys, "--profile", "v5.1", "--invariant", "wx",
+                          "--invariant", "no_exec_uninit", "--depth", "1", "--out", str(tmp_path))
+    assert code == 74
+    one_clean_line(err)
+    assert "No space left on device" in err
+    assert "violated at depth 1" in out and "(not saved)" in out
+    assert "2 results" in out
+
+
+def test_list_to_a_full_stdout_is_not_an_internal_error() -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        p = run("list", stdout=full, capture_output=False, stderr=subprocess.PIPE)
+    assert p.returncode == 74, p.stderr
+    one_clean_line(p.stderr)
+
+
+# ---- minor: --profile twice, --out "", special files as traces ---------------------------
+
+
+def test_repeated_profile_runs_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = main(capsys, "--profile", "v5.1", "--profile", "v5.1", "--invariant", "wx",
+                        "--depth", "1", "--no-save", "--json")
+    assert code == 0
+    assert len(json.loads(out)["results"]) == 1
+
+
+@pytest.mark.parametrize("sub", ["check", "catalog"])
+def test_empty_out_is_an_error(sub: str, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    _no_engine(monkeypatch)
+    argv = ["catalog", "--out", ""] if sub == "catalog" else ["--out", "", "--depth", "0"]
+    code, _, err = main(capsys, *argv)
+    assert code == 2
+    one_clean_line(err)
+
+
+@pytest.mark.parametrize("kind,says", [("dir", "folder"), ("fifo", "FIFO"),
+                                       ("/dev/zero", "character device")])
+def test_special_files_as_traces_are_named(tmp_path: Path, kind: str, says: str) -> None:
+    if kind == "dir":
+        path = str(tmp_path)
+    elif kind == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    else:
+        path = kind
+    for sub in ("show", "replay"):
+        # a subprocess: reading a FIFO or /dev/zero by mistake would block or never end
+        p = run(sub, path)
+        assert p.returncode == 2, p.stderr
+        one_clean_line(p.stderr)
+        assert says in p.stderr and "no such file" not in p.stderr
+
+
+# ---- defect 7: interrupts ------------------------------------------------------------------
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, when: str) -> list[Any]:
+    """Ctrl-C (as the handler raises it) the first time the progress label contains `when`;
+    records the SIGINT handler in force while the results are printed."""
+    import search.cli
+
+    seen: list[Any] = []
+    real_note = search.cli.Progress.note
+    real_table = search.cli.print_table
+
+    def note(self: Any, label: str) -> None:
+        if when in label and not seen:
+            seen.append("fired")
+            raise KeyboardInterrupt
+        real_note(self, label)
+
+    def table(*a: Any, **kw: Any) -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+        real_table(*a, **kw)
+
+    monkeypatch.setattr(search.cli.Progress, "note", note)
+    monkeypatch.setattr(search.cli, "print_table", table)
+    return seen
+
+
+def test_interrupt_prints_every_settled_result_per_invariant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # v5.18 violates no_exec_uninit and no_stale_exec at depth 1; interrupted at depth 2,
+    # with its other invariants pending, those two are settled and must be printed
+    before = signal.getsignal(signal.SIGINT)
+    seen = _interrupt_at(monkeypatch, "v5.18: depth 2")
+    code, out, err = main(capsys, "--profile", "v5.18", "--depth", "6", "--out", str(tmp_path))
+    assert code == 130
+    one_clean_line(err)
+    assert "interrupted: 2 of 7 results finished" in err
+    assert "2 traces saved under" in err
+    assert out.count("violated at depth 1") == 2
+    assert len(list(tmp_path.glob("*.itf.json"))) == 2
+    assert seen[-1] is signal.SIG_IGN  # a second Ctrl-C while printing is ignored
+    assert signal.getsignal(signal.SIGINT) is before  # and restored for an in-process caller
+
+
+def test_interrupted_catalog_reports_what_it_saved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _interrupt_at(monkeypatch, "v5.13-powerpc: building")  # after v5.1, the first profile
+    code, out, err = main(capsys, "catalog", "--out", str(tmp_path))
+    assert code == 130
+    one_clean_line(err)
+    (saved,) = tmp_path.glob("*.itf.json")
+    assert saved.name in out
+    assert "interrupted: 1 of" in err and "1 trace saved under" in err
+
+
+def test_interrupt_is_130_in_any_command(tmp_path: Path, tail: Trace,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import search.itf
+
+    def interrupted(*a: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    f = save(tail, tmp_path)
+    monkeypatch.setattr(search.itf, "loads", interrupted)
+    for sub in ("show", "replay"):
+        code, _, err = main(capsys, sub, str(f))
+        assert code == 130
+        one_clean_line(err)
+
+
+def test_an_interrupt_wrapped_by_ctypes_is_still_an_interrupt(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Ctrl-C while ctypes converts an argument for z3 surfaces as ctypes.ArgumentError
+    import ctypes
+
+    import search.cli
+
+    def note(self: Any, label: str) -> None:
+        search.cli._SIG.interrupted = True  # what the handler records before raising
+        raise ctypes.ArgumentError("argument 2: KeyboardInterrupt")
+
+    monkeypatch.setattr(search.cli.Progress, "note", note)
+    code, _, err = main(capsys, "--profile", "v5.1", "--invariant", "wx", "--depth", "1",
+                        "--no-save")
+    assert code == 130
+    one_clean_line(err)
+
+
+def test_signal_in_a_destructor_is_deferred() -> None:
+    from search.cli import _in_destructor
+
+    class Z3Like:
+        def __del__(self) -> None:
+            flags.append(_in_destructor(sys._getframe()))
+
+    flags: list[bool] = []
+    Z3Like()
+    assert flags == [True]
+    assert not _in_destructor(sys._getframe())
+
+
+_START_UP = """
+import importlib.abc, os, runpy, signal, sys
+class Hook(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while this module is imported
+        return None
+sys.meta_path.insert(0, Hook())
+sys.argv = ["search", "--depth", "1", "--no-save"]
+runpy.run_module("search", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["search.progress", "invariants", "z3"])
+def test_interrupt_during_start_up(module: str) -> None:
+    # search.progress: while search.cli itself is imported; invariants and z3: in main
+    p = subprocess.run([sys.executable, "-c", _START_UP.format(module=module)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 130, p.stderr
+    one_clean_line(p.stderr)
+
+
 # ---- defect 8: PNG cost bounded for long traces ------------------------------------------
 
 
@@ -190,7 +560,87 @@ def test_png_keeps_the_slice_of_a_long_violation(stale: Trace) -> None:
     assert png_steps(stale, sl) == ([0, 1, 2, 3, 4], "")
 
 
+# ---- defect 10: --timeout bounds the wall time; progress lines off a terminal ------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_progress_lines_when_not_a_terminal() -> None:
+    from search.progress import Progress
+
+    clock, pipe = _Clock(), _Pipe()
+    p = Progress(10, stream=pipe, clock=clock, quiet=5.0, every=15.0)
+    p.note("v5.19: depth 1 wx")
+    assert pipe.text == ""  # quiet for a short run
+    clock.t = 6.0
+    p.advance()
+    clock.t = 7.0
+    p.note("v5.19: depth 2 wx")
+    clock.t = 22.0
+    p.note("v5.19: depth 3 wx")
+    p.close()
+    lines = pipe.text.splitlines()
+    assert len(lines) == 2 and "\r" not in pipe.text
+    assert lines[0].startswith("allocheck: progress: 1/10") and "depth 1 wx" in lines[0]
+    assert "depth 3 wx" in lines[1]
+
+
+def test_timeout_bounds_building_the_encoding(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import search.bmc
+
+    def endless_build(system: Any) -> Any:
+        # an encoding that takes "forever": only a wall-time limit ends this; after 60 s
+        # the test fails instead of hanging
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            sum(range(1000))
+        raise AssertionError("--timeout did not stop building the encoding")
+
+    monkeypatch.setattr(search.bmc.Encoding, "build", staticmethod(endless_build))
+    code, out, _ = main(capsys, "--profile", "v5.19", "--invariant", "wx", "--depth", "3",
+                        "--timeout", "0.3", "--no-save", "--json")
+    assert code == 3
+    (r,) = json.loads(out)["results"]
+    assert r["status"] == "unknown" and "encoding included" in r["detail"]
+
+
+def test_timeout_help_says_wall_time(capsys: pytest.CaptureFixture[str]) -> None:
+    from search.cli import _check_parser
+
+    help_text = " ".join(_check_parser().format_help().split())
+    assert "wall time of each profile's check" in help_text
+
+
 # ---- documentation and file modes ---------------------------------------------------------
+
+
+def test_documented_exit_codes_are_in_the_readme() -> None:
+    from search.cli import EXIT_CODES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for code in EXIT_CODES:
+        assert f"**{code}**" in readme, code
 
 
 def test_mode_of_new_files_follows_the_umask(tmp_path: Path, tail: Trace) -> None:
