@@ -1,13 +1,16 @@
-"""The command line: `python -m search [check options] | list | replay | show | catalog`.
+"""The command line: `python -m search [check options] | list | replay | show | catalog | run`.
 
 Exit codes, after TLC and Apalache (the README's table lists the same):
 
-- 0: every result agrees with the declared history (replay: every trace reproduced);
-- 1: (replay) a trace did not reproduce;
+- 0: every result agrees with the declared history (replay: every trace reproduced;
+  run: no invariant violated);
+- 1: (replay) a trace did not reproduce; (run) a scenario has a call that can happen
+  under none of the requested profiles;
 - 2: usage errors and bad input: arguments, trace files, output paths that cannot be used;
 - 3: some result is unknown (z3 answered unknown, or --timeout ran out) and nothing
   contradicts the history: the run neither confirms nor refutes it;
-- 12: a violation that the profile does not declare (under --set overrides: any violation);
+- 12: a violation that the profile does not declare (under --set overrides: any violation;
+  run: any violation);
 - 13: a declared violation that the search did not reproduce within the depth;
 - 74: an output could not be written (EX_IOERR): the counterexample folder, a PNG,
   standard output. The results are printed first whatever happened to the files;
@@ -268,8 +271,8 @@ def _check_parser() -> _Parser:
     p = _Parser(
         prog="python -m search",
         description="Check Linux allocator invariants on kernel-version profiles. "
-        "Subcommands: list, replay FILE..., show FILE, catalog (see `python -m search "
-        "SUBCOMMAND --help`). Exit codes: 0 as declared, 3 some result unknown, 12 an "
+        "Subcommands: list, replay FILE..., show FILE, catalog, run FILE... (see "
+        "`python -m search SUBCOMMAND --help`). Exit codes: 0 as declared, 3 some result unknown, 12 an "
         "undeclared violation, 13 a declared one not reproduced, 2 bad input, 74 an output "
         "not written, 130 interrupted, 255 internal error.",
     )
@@ -321,6 +324,8 @@ def _out_dir(path: str, create: bool = True, option: str = "--out") -> Path:
     if not path:
         raise UsageError(f"{option} is empty: name a folder (. is the current one)")
     shown = echo(path)
+    if "\0" in path:  # only from a caller in Python: argv cannot hold a NUL
+        raise UsageError(f"{option} {shown}: a name cannot hold a NUL character")
     out = Path(path)
     try:
         st = os.stat(out)
@@ -370,6 +375,8 @@ def _output_file(path: str, option: str = "--output") -> Path:
     if not path:
         raise UsageError(f"{option} is empty: name a file")
     shown = echo(path)
+    if "\0" in path:
+        raise UsageError(f"{option} {shown}: a name cannot hold a NUL character")
     target = Path(path)
     try:
         st = os.lstat(target)
@@ -860,8 +867,17 @@ def cmd_catalog(argv: Sequence[str]) -> int:
     return _finish(rows, total, interrupted, saver, exit_code)
 
 
+def cmd_run(argv: Sequence[str]) -> int:
+    """`run FILE...`: scenarios (search/scenario_cli.py), under this module's error and
+    interrupt handling."""
+    from search.scenario_cli import cmd_run as run_scenarios
+
+    return run_scenarios(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list, "replay": cmd_replay, "show": cmd_show, "catalog": cmd_catalog,
+    "run": cmd_run,
 }
 
 
@@ -891,8 +907,9 @@ def _silence_stdout() -> None:
     """After stdout failed: what is still buffered goes nowhere, so that Python's flush at
     exit does not fail again with a second message."""
     with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        out = sys.stdout.fileno()  # first: a captured stdout (tests) has none
         fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
+        os.dup2(fd, out)
         os.close(fd)
 
 
@@ -911,7 +928,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 _BAD_INPUT = frozenset({("search.itf", "TraceError"), ("model.profiles", "ProfileError"),
-                        ("model.bounds", "BoundsError")})
+                        ("model.bounds", "BoundsError"), ("search.scenario_cli", "UsageError"),
+                        ("search.scenario_file", "ScenarioError")})
 
 
 def _bad_input(e: BaseException) -> bool:
@@ -930,6 +948,11 @@ def _main(argv: list[str]) -> int:
         _ignore_interrupts()
         say("interrupted")
         return EXIT_INTERRUPTED
+    except SystemExit as e:  # argparse after --help: its code, for a caller in-process too
+        if _stdout_failed():
+            say("cannot write the output")
+            return EXIT_OUTPUT
+        return e.code if isinstance(e.code, int) else EXIT_OK
     except UsageError as e:
         say(str(e))
         return EXIT_USAGE

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from invariants import INVARIANTS
-from model.actions import ACTIONS, Instance
+from model.actions import ACTIONS, VOCABULARY, Action, Instance
 from model.bounds import Bounds, BoundsError
 from model.profiles import FLAG_INFO, ProfileError, get_profile
 from model.state import State, initial_state
@@ -108,8 +108,9 @@ class Trace:
         return len(self.steps)
 
     def system(self) -> System:
+        # the whole vocabulary: a trace may hold the calls a scenario made
         return System.build(self.profile, bounds=self.bounds, faults=self.faults,
-                            overrides=self.overrides)
+                            overrides=self.overrides, scenario=True)
 
 
 
@@ -361,6 +362,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
         raise TraceError(f"{shown}: cannot read: a folder, not a trace file") from None
     except OSError as e:
         raise TraceError(f"{shown}: cannot open: {e.strerror or e}") from None
+    except ValueError:  # a NUL in the name: only from a caller in Python, never from argv
+        raise TraceError(f"{shown}: cannot read: the name holds a NUL character") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -623,11 +626,23 @@ def _bounds(x: Any) -> Bounds:
         raise _Bad(str(e)) from None
 
 
-def param_domains(system: System, action: str) -> dict[str, list[Any]]:
+def action_named(name: str, params: Any) -> Action:
+    """The action `name` whose parameter names are those of `params` (a name may be
+    overloaded: the built-in `put_page(ref)`, the scenario call `put_page(page)`); the
+    built-in one when none fits, so that errors name its parameters."""
+    keys = set(params) if isinstance(params, dict) else set()
+    for (n, ps), act in VOCABULARY.items():
+        if n == name and set(ps) == keys:
+            return act
+    return ACTIONS.get(name) or next(a for (n, _), a in VOCABULARY.items() if n == name)
+
+
+def param_domains(system: System, action: str | Action) -> dict[str, list[Any]]:
     """Every value each parameter of `action` takes over the system's instances."""
-    out: dict[str, list[Any]] = {p: [] for p in ACTIONS[action].params}
+    act = action if isinstance(action, Action) else ACTIONS[action]
+    out: dict[str, list[Any]] = {p: [] for p in act.params}
     for inst in system.instances:
-        if inst.name == action:
+        if inst.action is act:
             for k, v in inst.items:
                 if not any(v == u and type(v) is type(u) for u in out[k]):
                     out[k].append(v)
@@ -636,9 +651,9 @@ def param_domains(system: System, action: str) -> dict[str, list[Any]]:
 
 def lookup(system: System, name: Any, params: Any) -> Instance | str:
     """The instance `name(params)` of `system`, or why there is none (one line)."""
-    if not isinstance(name, str) or name not in ACTIONS:
+    if not isinstance(name, str) or not any(n == name for n, _ in VOCABULARY):
         return f"unknown action {echo(name)}"
-    act = ACTIONS[name]
+    act = action_named(name, params)
     if not isinstance(params, dict):
         return f"the params of {name} must be an object, got {_kind(params)}"
     for k in params:
@@ -647,8 +662,8 @@ def lookup(system: System, name: Any, params: Any) -> Instance | str:
     for k in act.params:
         if k not in params:
             return f"{name} lacks parameter {k!r}"
-    domains = param_domains(system, name)
-    if not any(i.name == name for i in system.instances):
+    domains = param_domains(system, act)
+    if not any(i.action is act for i in system.instances):
         return (f"action {name} does not exist under profile {system.profile.name} "
                 "with these flags")
     for k in act.params:

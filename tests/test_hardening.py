@@ -650,3 +650,34 @@ def test_mode_of_new_files_follows_the_umask(tmp_path: Path, tail: Trace) -> Non
     finally:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+# ---- the run command, and names no command line can hold -----------------------------------
+
+
+def test_run_is_dispatched_with_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    scenarios = sorted((ROOT / "scenarios").glob("*.calls"))
+    if not scenarios:
+        pytest.skip("no scenarios")
+    code, out, err = main(capsys, "run", str(scenarios[0]), "--profile", "v5.19", "--quiet")
+    assert code in (0, 1, 12), err
+    assert "v5.19" in out
+    for argv in (["run", "no\nsuch.calls"], ["run", str(scenarios[0]), "--profile", "v9\x1b"],
+                 ["run", str(scenarios[0]), "--interleave", "x" * 5000]):
+        code, _, err = main(capsys, *argv)
+        assert code == 2, (argv, err)
+        one_clean_line(err)
+
+
+def test_help_returns_0_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["show", "-h"], ["list", "--help"]):
+        code, out, err = main(capsys, *argv)
+        assert code == 0 and "usage:" in out and err == ""
+
+
+@pytest.mark.parametrize("argv", [["show", "a\0b"], ["replay", "a\0b"],
+                                  ["--out", "a\0b", "--depth", "0"]])
+def test_a_nul_in_a_name_is_bad_input(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = main(capsys, *argv)
+    assert code == 2
+    one_clean_line(err)
