@@ -1,4 +1,4 @@
-"""no_stale_exec: executable bytes outside a live program hold trap fill.
+"""no_stale_exec: no freed program's code stays executable.
 
 A pack outlives its programs. Until fe736565efb7 (5.19, bpf_arch_text_invalidate) a
 freed program's chunks were only cleared in the bitmap: its code stayed mapped RO+X and
@@ -14,7 +14,7 @@ from invariants.no_exec_uninit import executable
 from model.actions.base import Ctx
 from model.actions.bpf_pack import chunk_cells
 from model.logic import Logic
-from model.state import OWN_PACK, PROG_NONE, TRAP, State
+from model.state import CODE, OWN_PACK, PROG_NONE, State
 
 
 def no_stale_exec(s: State, c: Ctx, L: Logic) -> Any:
@@ -38,5 +38,6 @@ def no_stale_exec(s: State, c: Ctx, L: Logic) -> Any:
         for cell in range(f * b.cells, (f + 1) * b.cells):
             # outside a pack, executable memory is a module or JIT image, live while mapped
             live = L.or_(L.not_(is_pack), L.any_(owner_of_cell.get(cell, [])))
-            terms.append(L.implies(L.and_(ex, L.not_(live)), L.eq(s.pages.content[cell], TRAP)))
+            # never-written bytes are no_exec_uninit's business: here, code left behind
+            terms.append(L.implies(L.and_(ex, L.not_(live)), L.ne(s.pages.content[cell], CODE)))
     return L.all_(terms)

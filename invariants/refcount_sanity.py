@@ -17,7 +17,16 @@ from typing import Any
 
 from model.actions.base import Ctx
 from model.logic import Logic
-from model.state import BAD_MAPCOUNT, BAD_MAPPING, BAD_REFCOUNT, MAPPING_NULL, OWN_NONE, PG_FREE, State
+from model.state import (
+    BAD_MAPCOUNT,
+    BAD_MAPPING,
+    BAD_REF_ZERO,
+    BAD_REFCOUNT,
+    MAPPING_NULL,
+    OWN_NONE,
+    PG_FREE,
+    State,
+)
 
 
 def refcount_sanity(s: State, c: Ctx, L: Logic) -> Any:
@@ -27,7 +36,8 @@ def refcount_sanity(s: State, c: Ctx, L: Logic) -> Any:
         for counter in (p.refcount[f], p.mapcount[f]):
             # two comparisons: concretely an underflow is -1, symbolically it wraps to 2**WIDTH-1
             terms.append(L.and_(L.le(0, counter), L.le(counter, b.max_ref)))
-        terms.append(L.all_(L.ne(p.bad[f], r) for r in (BAD_MAPCOUNT, BAD_MAPPING, BAD_REFCOUNT)))
+        terms.append(L.all_(L.ne(p.bad[f], r)
+                            for r in (BAD_MAPCOUNT, BAD_MAPPING, BAD_REFCOUNT, BAD_REF_ZERO)))
         free = L.eq(p.kind[f], PG_FREE)
         terms.append(L.implies(free, L.and_(L.eq(p.refcount[f], 0), L.eq(p.mapcount[f], 0),
                                             L.eq(p.mapping[f], MAPPING_NULL))))

@@ -45,7 +45,21 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "order-0 pages (3b8000ae185c, 5.18-rc4)",
     ),
     "module_alloc_no_huge": FlagInfo(
-        (False, True), "module_alloc passes VM_NO_HUGE_VMAP (powerpc, 121e6f3258fe)"
+        (False, True),
+        "module_alloc passes VM_NO_HUGE_VMAP (powerpc, 8abddd968a30 \"powerpc/64s/radix: "
+        "Enable huge vmalloc mappings\", 5.13)",
+    ),
+    "set_memory": FlagInfo(
+        (True, False),
+        "the arch implements set_memory_* (ARCH_HAS_SET_MEMORY; x86 always, powerpc from "
+        "1f9ad21c3b38, 5.14); without it set_memory_ro/x are no-op stubs and module and BPF "
+        "text stays as module_alloc mapped it",
+    ),
+    "debug_vm": FlagInfo(
+        (True, False),
+        "CONFIG_DEBUG_VM: free_tail_pages_check runs when a compound page is freed and "
+        "VM_BUG_ON_PAGE fires on a get_page/put_page of a zero refcount (the 2022 reports "
+        "came from such kernels); without it only check_free_page runs",
     ),
     "module_alloc_prot": FlagInfo(
         ("rwx", "rw"),
@@ -104,6 +118,24 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "bpf_prog_pack_free finds the pack by masking the address, or by range "
         "containment (ea2babac63d4, 6.0)",
     ),
+    "bpf_trampoline": FlagInfo(
+        ("none", "rwx"),
+        "BPF trampolines (fec56f5890d9, 5.5) and the dispatcher (5.6): a module_alloc'ed page "
+        "made executable while writable (\"Keep image as writeable\"), written after; W^X "
+        "from 5b0d1c7bd572 and 19c02415da23 (6.1)",
+    ),
+    "kprobes_insn": FlagInfo(
+        ("none", "rwx_ro", "ro_x"),
+        "kprobes instruction pages: RW+X from module_alloc then set_memory_ro (5.1.0); "
+        "VM_FLUSH_RESET_PERMS, set_memory_ro, set_memory_x before any slot is written "
+        "(5.2 to 6.0, 7298e24f9042)",
+    ),
+    "ftrace_tramp": FlagInfo(
+        ("none", "rwx", "x_while_w", "ro_x", "boot_x_first"),
+        "ftrace trampolines: RW+X (5.1); set_memory_x while writable (5.2 to 5.5); written, RO, "
+        "then X (768ae4406a5c, 5.6); and from 59566b0b622e (5.7 to 6.0) those created at boot "
+        "get X without RO until set_ftrace_ops_ro",
+    ),
     "kvmalloc_huge": FlagInfo(
         (False, True), "kvmalloc opts in to huge vmalloc (9becb6889130, 5.18-rc4)"
     ),
@@ -119,6 +151,8 @@ class Flags:
     huge_vmalloc: str = "opt_in"
     huge_backing: str = "split"
     module_alloc_no_huge: bool = False
+    set_memory: bool = True
+    debug_vm: bool = True
     module_alloc_prot: str = "rw"
     lock_order: str = "ro_then_x"
     flush_reset_perms: bool = True
@@ -133,6 +167,9 @@ class Flags:
     pack_lookup: str = "range"
     kvmalloc_huge: bool = True
     hash_huge: bool = True
+    bpf_trampoline: str = "rwx"
+    kprobes_insn: str = "ro_x"
+    ftrace_tramp: str = "boot_x_first"
 
     def with_overrides(self, overrides: dict[str, Any]) -> Flags:
         for name, value in overrides.items():
@@ -182,10 +219,11 @@ class Profile:
 # Found by the model as a consequence of the tail-page bug, and checked against the kernel:
 _TAIL_REFCOUNT_EVIDENCE = (
     "include/linux/page-flags.h compound_head(): a tail is recognised by bit 0 of the word "
-    "that lru.next shares; after INIT_LIST_HEAD(&page->lru) (fb_defio.c, 5.17) get_page / "
-    "put_page and the fault path's mapcount act on the tail itself, and the last put_page "
-    "(mm/swap.c __put_page) frees that 4 KiB tail to the buddy allocator while vmalloc "
-    "still maps it: a use after free that follows the memmap corruption"
+    "that lru.next shares; after INIT_LIST_HEAD(&page->lru) (fb_deferred_io_fault, fb_defio.c, "
+    "5.18-rc1, 105a940416fc) get_page / put_page act on the tail itself, whose _refcount is 0: "
+    "with CONFIG_DEBUG_VM that is VM_BUG_ON_PAGE in get_page / put_page_testzero "
+    "(include/linux/mm.h); without it the count underflows, or the tail is freed as an order-0 "
+    "page and free_pages_check reports its TAIL_MAPPING (\"non-NULL mapping\")"
 )
 
 # Declared with failures on, found by the model and checked against the kernel source:
@@ -200,6 +238,29 @@ _WX_SPLIT_EVIDENCE = (
     "is executable through vmalloc while writable through the direct map"
 )
 
+# Found by the model once the other users of module_alloc'ed text were modelled, and
+# checked against each version's source (docs/users-by-version.md has the quotes):
+_USERS_WX_EVIDENCE = (
+    "arch/x86/net/bpf_jit_comp.c / kernel/bpf/trampoline.c bpf_jit_alloc_exec_page (5.5 to "
+    "6.0): module_alloc, set_vm_flush_reset_perms, then \"Keep image as writeable. The "
+    "alternative is to keep flipping ro/rw every time new program is attached or detached.\" "
+    "set_memory_x((long)image, 1): BPF trampolines and the dispatcher are RW+X for life; "
+    "arch/x86/kernel/ftrace.c create_trampoline (5.7 to 6.0): while SYSTEM_BOOTING "
+    "set_memory_ro is skipped but set_memory_x runs, and text_poke_early memcpy()s into it"
+)
+_V52_WX_EVIDENCE = (
+    "arch/x86/kernel/ftrace.c create_trampoline (5.2 to 5.5): set_vm_flush_reset_perms, then "
+    "set_memory_x on the still writable page (\"The page is still writable, which is a "
+    "security hazard, but anyhow ftrace breaks W^X completely.\")"
+)
+_KPROBES_EVIDENCE = (
+    "arch/x86/kernel/kprobes/core.c alloc_insn_page (5.2 to 6.0): page = module_alloc(PAGE_SIZE) "
+    "(GFP_KERNEL, not zeroed); set_vm_flush_reset_perms; set_memory_ro; \"TODO: ... ensure "
+    "that the page was not maliciously altered and it is still zeroed.\" set_memory_x: "
+    "executable before any slot is written; the same holds of the unwritten rest of a BPF "
+    "trampoline or ftrace trampoline page (5.1.0: module_alloc is PAGE_KERNEL_EXEC)"
+)
+
 _V52 = Flags(
     huge_vmalloc="none",
     huge_backing="compound",
@@ -210,9 +271,12 @@ _V52 = Flags(
     pack_lookup="mask",
     kvmalloc_huge=False,
     hash_huge=False,
+    bpf_trampoline="none",
+    ftrace_tramp="x_while_w",
 )
 _V518RC1 = dataclasses.replace(
-    _V52, huge_vmalloc="opt_out", bpf_prog_pack=True, pack_size="hpage"
+    _V52, huge_vmalloc="opt_out", bpf_prog_pack=True, pack_size="hpage", bpf_trampoline="rwx",
+    ftrace_tramp="boot_x_first",
 )
 _V518 = dataclasses.replace(
     _V518RC1, huge_vmalloc="opt_in", huge_backing="split", pack_size="page",
@@ -222,106 +286,133 @@ _V518Y = dataclasses.replace(_V518, pack_fill=True)
 _V519 = dataclasses.replace(_V518Y, pack_invalidate=True)
 _V60 = dataclasses.replace(_V519, pack_size="pmd_nodes", pack_lookup="range")
 
+_USERS_FIXED = {
+    "wx": "5b0d1c7bd572 \"bpf: Enforce W^X for bpf trampoline\" and 19c02415da23 \"bpf: use "
+          "bpf_prog_pack for bpf_dispatcher\" (6.1); the ftrace boot path: not fixed by 6.0",
+    "no_exec_uninit": "not fixed by 6.0: kprobes pages stay executable before they are written",
+}
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
             "v5.1",
-            "module_alloc maps PAGE_KERNEL_EXEC: writable and executable at once",
-            dataclasses.replace(_V52, module_alloc_prot="rwx", flush_reset_perms=False),
-            frozenset({"wx"}),
+            "module_alloc maps PAGE_KERNEL_EXEC: writable and executable at once (5.1.0 to "
+            "5.1.5; 5.1.6 took f2c65fb3221a)",
+            dataclasses.replace(_V52, module_alloc_prot="rwx", flush_reset_perms=False,
+                                kprobes_insn="rwx_ro", ftrace_tramp="rwx"),
+            frozenset({"wx", "no_exec_uninit"}),
             frozenset(),
-            fixed_by={"wx": "f2c65fb3221a (5.2) x86/modules: Avoid breaking W^X while loading modules"},
+            evidence={"no_exec_uninit": _KPROBES_EVIDENCE},
+            fixed_by={"wx": "f2c65fb3221a (5.2) x86/modules: Avoid breaking W^X while loading modules",
+                      "no_exec_uninit": _USERS_FIXED["no_exec_uninit"]},
         ),
         Profile(
             "v5.2",
-            "W^X module loading, VM_FLUSH_RESET_PERMS, per-program BPF JIT images",
+            "W^X module loading, VM_FLUSH_RESET_PERMS, per-program BPF JIT images; ftrace "
+            "trampolines still made executable while writable",
             _V52,
+            frozenset({"wx", "no_exec_uninit"}),
             frozenset(),
-            frozenset({"wx"}),
-            evidence={"wx": _WX_SPLIT_EVIDENCE},
+            evidence={"wx": _V52_WX_EVIDENCE, "no_exec_uninit": _KPROBES_EVIDENCE},
+            fixed_by={"wx": "768ae4406a5c (5.6) \"x86/ftrace: Use text_poke()\": runtime ftrace "
+                            "trampolines written, then RO, then X",
+                      "no_exec_uninit": _USERS_FIXED["no_exec_uninit"]},
         ),
         Profile(
             "v5.13-powerpc",
             "huge vmalloc by default (VM_NO_HUGE_VMAP to opt out), compound backing; "
-            "module_alloc opts out; no direct-map alias processing",
+            "module_alloc opts out and maps PAGE_KERNEL_EXEC; no set_memory_* yet (5.14)",
             dataclasses.replace(
                 _V52, huge_vmalloc="opt_out", module_alloc_no_huge=True, cpa_alias=False,
-                module_alloc_prot="rwx",
+                module_alloc_prot="rwx", set_memory=False, kprobes_insn="none", ftrace_tramp="none",
             ),
             frozenset({"no_tail_as_base", "wx", "refcount_sanity"}),
             evidence={
                 "refcount_sanity": _TAIL_REFCOUNT_EVIDENCE,
-                "wx": "arch/powerpc/kernel/module.c module_alloc (5.13, 121e6f3258fe series): "
-                "PAGE_KERNEL_EXEC with VM_NO_HUGE_VMAP | VM_FLUSH_RESET_PERMS; and "
-                "arch/powerpc/mm/pageattr.c change_memory_attr walks only the given address, "
-                "so the linear-map alias of module text stays RW. domain.md declares only "
-                "no_tail_as_base for this profile; the kernel wins (docs/kernel-notes.md Q8)",
+                "wx": "arch/powerpc/kernel/module.c module_alloc (5.13): __vmalloc_node_range(..., "
+                "PAGE_KERNEL_EXEC, VM_FLUSH_RESET_PERMS | VM_NO_HUGE_VMAP, ...); powerpc 5.13 has "
+                "no ARCH_HAS_SET_MEMORY (arch/powerpc/mm/pageattr.c arrived with 1f9ad21c3b38 "
+                "and STRICT_MODULE_RWX with c35717c71e98, both 5.14), so set_memory_ro/x are the "
+                "generic no-op stubs and module text stays writable and executable for its life. "
+                "domain.md declares only no_tail_as_base for this profile; the kernel wins",
             },
             fixed_by={"no_tail_as_base": "3b8000ae185c / 559089e0a93d (5.18-rc4)",
-                      "refcount_sanity": "3b8000ae185c / 559089e0a93d (5.18-rc4)"},
+                      "refcount_sanity": "3b8000ae185c / 559089e0a93d (5.18-rc4)",
+                      "wx": "c35717c71e98 / 4fcc636615b1 (5.14) powerpc STRICT_MODULE_RWX"},
         ),
         Profile(
             "v5.18-rc1",
             "x86 huge vmalloc by default, compound backing, 2 MiB bpf_prog_packs made RO+X unfilled",
             _V518RC1,
-            frozenset({"no_tail_as_base", "no_exec_uninit", "no_stale_exec", "refcount_sanity"}),
-            frozenset({"direct_map_integrity", "wx"}),
+            frozenset({"no_tail_as_base", "no_exec_uninit", "no_stale_exec", "refcount_sanity", "wx"}),
+            frozenset({"direct_map_integrity"}),
             evidence={
                 "refcount_sanity": _TAIL_REFCOUNT_EVIDENCE,
                 "direct_map_integrity": "mm/vmalloc.c vm_remove_mappings / set_area_direct_map "
                 "(5.18-rc1): set_direct_map_invalid_noflush / _default_noflush on each 4 KiB "
                 "page of a huge alias must split the RO direct-map leaf; the failure is ignored "
                 "and the page is freed with special permissions (Rick Edgecombe's mail)",
-                "wx": _WX_SPLIT_EVIDENCE,
+                "wx": _USERS_WX_EVIDENCE,
             },
             fixed_by={
                 "no_tail_as_base": "559089e0a93d (opt-in huge) and 3b8000ae185c (split backing), 5.18-rc4",
-                "no_exec_uninit": "d88bb5eed04c (5.19) bpf: Fill new bpf_prog_pack with illegal instructions",
+                "no_exec_uninit": "d88bb5eed04c (5.19) bpf: Fill new bpf_prog_pack with illegal "
+                                  "instructions; kprobes: " + _USERS_FIXED["no_exec_uninit"],
                 "no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate for bpf_prog_pack",
                 "direct_map_integrity": "559089e0a93d (5.18-rc4): packs back on 4 KiB pages",
                 "refcount_sanity": "559089e0a93d and 3b8000ae185c (5.18-rc4)",
+                "wx": _USERS_FIXED["wx"],
             },
         ),
         Profile(
             "v5.18",
             "huge vmalloc opt-in, split backing, 4 KiB packs still made RO+X unfilled",
             _V518,
-            frozenset({"no_exec_uninit", "no_stale_exec"}),
-            frozenset({"wx"}),
-            evidence={"wx": _WX_SPLIT_EVIDENCE},
+            frozenset({"no_exec_uninit", "no_stale_exec", "wx"}),
+            frozenset(),
+            evidence={"wx": _USERS_WX_EVIDENCE},
             fixed_by={
-                "no_exec_uninit": "d88bb5eed04c (5.19, backported to 5.18.y)",
+                "no_exec_uninit": "d88bb5eed04c (5.19, backported to 5.18.y); kprobes: "
+                                  + _USERS_FIXED["no_exec_uninit"],
                 "no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate",
+                "wx": _USERS_FIXED["wx"],
             },
         ),
         Profile(
             "v5.18.y",
             "5.18 plus the backported fill of new packs",
             _V518Y,
-            frozenset({"no_stale_exec"}),
-            frozenset({"wx"}),
-            evidence={"wx": _WX_SPLIT_EVIDENCE},
-            fixed_by={"no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate"},
+            frozenset({"no_stale_exec", "no_exec_uninit", "wx"}),
+            frozenset(),
+            evidence={"wx": _USERS_WX_EVIDENCE, "no_exec_uninit": _KPROBES_EVIDENCE},
+            fixed_by={"no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate", **_USERS_FIXED},
         ),
         Profile(
             "v5.19",
             "packs filled on creation and refilled when a program is freed",
             _V519,
+            frozenset({"no_exec_uninit", "wx"}),
             frozenset(),
-            frozenset({"wx"}),
-            evidence={"wx": _WX_SPLIT_EVIDENCE},
+            evidence={"wx": _USERS_WX_EVIDENCE, "no_exec_uninit": _KPROBES_EVIDENCE},
+            fixed_by=dict(_USERS_FIXED),
         ),
         Profile(
             "v6.0",
             "packs of PMD_SIZE * num_possible_nodes(), programs' packs found by range",
             _V60,
+            frozenset({"no_exec_uninit", "wx"}),
             frozenset(),
-            frozenset({"wx"}),
-            evidence={"wx": _WX_SPLIT_EVIDENCE},
+            evidence={"wx": _USERS_WX_EVIDENCE, "no_exec_uninit": _KPROBES_EVIDENCE},
+            fixed_by=dict(_USERS_FIXED),
         ),
     )
 }
+
+# The base profile without the users that break wx or no_exec_uninit in every x86 version
+# from 5.2 (BPF trampolines, kprobes pages, ftrace trampolines: each leaves part of its page
+# unwritten but executable), for seeded bugs of those two invariants.
+QUIET_USERS: dict[str, Any] = {"bpf_trampoline": "none", "kprobes_insn": "none", "ftrace_tramp": "none"}
 
 
 def get_profile(name: str) -> Profile:
@@ -340,20 +431,36 @@ class SeededBug:
     overrides: dict[str, Any]
     catches: str
     story: str
+    # flags set in both runs (with and without the bug), so that the base holds `catches`
+    base_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def all_overrides(self) -> dict[str, Any]:
+        return {**self.base_overrides, **self.overrides}
 
 
 SEEDED_BUGS: tuple[SeededBug, ...] = (
     SeededBug("exec-module-alloc", "v5.2", {"module_alloc_prot": "rwx"}, "wx",
-              "module_alloc back to PAGE_KERNEL_EXEC, as before f2c65fb3221a"),
+              "module_alloc back to PAGE_KERNEL_EXEC, as before f2c65fb3221a", QUIET_USERS),
     SeededBug("x-before-ro", "v5.2", {"lock_order": "x_then_ro"}, "wx",
-              "set_memory_x before set_memory_ro: the window f2c65fb3221a closed"),
+              "set_memory_x before set_memory_ro: the window f2c65fb3221a closed", QUIET_USERS),
     SeededBug("no-alias", "v5.19", {"cpa_alias": False}, "wx",
-              "change_page_attr forgets the direct-map alias: code stays writable there"),
+              "change_page_attr forgets the direct-map alias: code stays writable there",
+              QUIET_USERS),
     SeededBug("huge-compound-again", "v5.19",
               {"huge_vmalloc": "opt_out", "huge_backing": "compound"}, "no_tail_as_base",
               "both 5.18-rc4 fixes reverted: fbdev's vmalloc is compound again"),
     SeededBug("unfilled-pack", "v5.19", {"pack_fill": False}, "no_exec_uninit",
-              "d88bb5eed04c reverted: a new pack is RO+X before anything is written"),
+              "d88bb5eed04c reverted: a new pack is RO+X before anything is written", QUIET_USERS),
+    SeededBug("trampoline-rwx", "v5.19", {"bpf_trampoline": "rwx"}, "wx",
+              "5b0d1c7bd572 reverted on a W^X-clean 5.19: a BPF trampoline is RW+X",
+              {**QUIET_USERS, "bpf_trampoline": "none"}),
+    SeededBug("kprobes-unwritten", "v5.19", {"kprobes_insn": "ro_x"}, "no_exec_uninit",
+              "kprobes on a 5.19 that is otherwise clean: an insn page is RO+X before its "
+              "first slot is written", {**QUIET_USERS, "kprobes_insn": "none"}),
+    SeededBug("ftrace-boot-x-first", "v5.19", {"ftrace_tramp": "boot_x_first"}, "wx",
+              "59566b0b622e's boot path on a W^X-clean 5.19: X before RO, written while RW+X",
+              QUIET_USERS),
     SeededBug("no-invalidate", "v5.19", {"pack_invalidate": False}, "no_stale_exec",
               "fe736565efb7 reverted: a freed program's code stays executable"),
     SeededBug("alias-nx", "v5.19", {"cpa_alias_nx": True}, "direct_map_integrity",

@@ -35,7 +35,8 @@ CONTENTS = ("uninit", "zero", "code", "trap", "data")
     BAD_TAIL_MAPPING,
     BAD_NOT_TAIL,
     BAD_COMPOUND_HEAD,
-) = range(7)
+    BAD_REF_ZERO,
+) = range(8)
 BAD_REASONS = (
     "none",
     "nonzero mapcount",
@@ -44,6 +45,7 @@ BAD_REASONS = (
     "corrupted mapping in tail page",
     "PageTail not set",
     "compound_head not consistent",
+    "VM_BUG_ON_PAGE(page_ref_count(page) == 0)",
 )
 # reported by free_tail_pages_check: a tail that stopped looking like one
 BAD_TAIL_REASONS = (BAD_TAIL_MAPPING, BAD_NOT_TAIL, BAD_COMPOUND_HEAD)
@@ -57,8 +59,13 @@ BAD_TAIL_REASONS = (BAD_TAIL_MAPPING, BAD_NOT_TAIL, BAD_COMPOUND_HEAD)
     OWN_MODULE,
     OWN_BPF_JIT,
     OWN_PACK,
-) = range(7)
-OWNERS = ("none", "vmalloc", "kvmalloc", "hash", "module", "bpf_jit", "pack")
+    OWN_TRAMPOLINE,
+    OWN_DISPATCHER,
+    OWN_KPROBES,
+    OWN_FTRACE,
+) = range(11)
+OWNERS = ("none", "vmalloc", "kvmalloc", "hash", "module", "bpf_jit", "pack", "bpf_trampoline",
+          "bpf_dispatcher", "kprobes", "ftrace")
 
 # how far a module or JIT image has got through the W^X protocol
 PH_ALLOCATED, PH_WRITTEN, PH_HALF, PH_LOCKED = 0, 1, 2, 3

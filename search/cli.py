@@ -751,10 +751,17 @@ def cmd_list(argv: Sequence[str]) -> int:
     print("\nInvariants:")
     for name in INVARIANTS:
         print(f"  {name:<22}{invariant_doc(name)}")
-    print("\nActions:")
+    print("\nActions of the built-in search:")
     for name, act in ACTIONS.items():
         first = act.doc.split("\n")[0]
         print(f"  {name:<26}({', '.join(act.params)}) {first}")
+    print("\nCalls only scenarios make (? = the model may choose it; scenarios/README.md):")
+    from model.actions.base import REGISTRY
+
+    for act in (a for a in REGISTRY if not a.builtin):
+        params = ", ".join(q + ("?" if q in act.implicit else "") for q in act.params)
+        first = act.doc.split("\n")[0]
+        print(f"  {act.name:<26}({params}) {first}")
     return EXIT_OK
 
 
@@ -875,9 +882,16 @@ def cmd_run(argv: Sequence[str]) -> int:
     return run_scenarios(argv)
 
 
+def _history(argv: Sequence[str]) -> int:
+    """`history [--evidence]`: the README's history table, or the evidence behind it."""
+    from search.history_table import cmd_history
+
+    return cmd_history(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list, "replay": cmd_replay, "show": cmd_show, "catalog": cmd_catalog,
-    "run": cmd_run,
+    "run": cmd_run, "history": _history,
 }
 
 

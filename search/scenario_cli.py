@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from invariants import INVARIANTS
 from model.bounds import Bounds, BoundsError
 from model.profiles import PROFILES, ProfileError
-from model.state import BAD_REASONS
+from model.state import BAD_REASONS, BAD_REF_ZERO
 from model.system import System
 from search.scenario_file import Scenario, ScenarioError, _safe, load
 from search.scenarios import NOT_REACHED, UNKNOWN, VIOLATED, Outcome, run
@@ -104,7 +104,8 @@ def _header(s: Scenario, bounds: Bounds, faults: bool, ov: dict[str, Any], k: in
 
 def kernel_reports(o: Outcome) -> list[str]:
     """What the kernel itself printed on the way ("BUG: Bad page state ..."), by call."""
-    return [f"call {k} {o.scenario.calls[k - 1].text}: BUG: Bad page state: {BAD_REASONS[r]} "
+    return [f"call {k} {o.scenario.calls[k - 1].text}: "
+            f"{'kernel BUG' if r == BAD_REF_ZERO else 'BUG: Bad page state'}: {BAD_REASONS[r]} "
             f"(frame {f})" for k, f, r in o.reports]
 
 

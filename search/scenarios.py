@@ -18,8 +18,8 @@ import z3
 
 from invariants import INVARIANTS
 from model.actions import VOCABULARY, Action, Instance
-from model.logic import CONCRETE
-from model.state import BAD_NONE, State
+from model.logic import CONCRETE, WIDTH
+from model.state import BAD_NONE, State, leaves
 from model.system import System
 from search.bmc import Encoding, Unrolling, new_solver
 from search.result import InternalError
@@ -111,7 +111,7 @@ def resolve(call: Call, system: System, kinds: dict[str, str], where: str) -> Re
     call or parameter, a value outside the domain, or a name of the wrong kind."""
     overloads = [a for (n, _), a in VOCABULARY.items() if n == call.name]
     if not overloads:
-        raise ScenarioError(f"{where}: unknown call {_safe(call.name)!r} (python -m search list calls)")
+        raise ScenarioError(f"{where}: unknown call {_safe(call.name)!r} (python -m search list names them all)")
     fits = [(a, g) for a in overloads if (g := _bind(call, a)) is not None]
     if len(fits) > 1:  # the calls real code makes win over the built-in drivers' steps
         fits = [f for f in fits if not f[0].builtin] or fits
@@ -401,6 +401,14 @@ def _impossible_reason(p: _Path, j: int, system: System) -> str:
     return why_impossible(r, cands, s, system) + " (under every choice)"
 
 
+def _same(concrete: State, claimed: State) -> bool:
+    """The concrete state is the one z3 claimed, reading ints as WIDTH-bit words: an
+    underflow is -1 concretely and 2**WIDTH - 1 in z3."""
+    mod = 1 << WIDTH
+    return all((a % mod == b % mod) if isinstance(a, int) and not isinstance(a, bool) else a == b
+               for (_, a), (_, b) in zip(leaves(concrete), leaves(claimed), strict=True))
+
+
 def _first_breaking_call(p: _Path, name: str, n_calls: int, system: System) -> Verdict:
     p.solver.push()
     try:
@@ -421,7 +429,7 @@ def _first_breaking_call(p: _Path, name: str, n_calls: int, system: System) -> V
                 pairs = p.witness(at)
                 steps = [i for i, _ in pairs]
                 states = _replay(system, steps, name)
-                if states[-1] != p.claimed[-1]:
+                if not _same(states[-1], p.claimed[-1]):
                     raise InternalError(f"scenario bmc: z3's state after call {j + 1} differs from "
                                         "the concrete replay")
                 return Verdict(name, VIOLATED, j + 1, steps, [c for _, c in pairs])

@@ -9,7 +9,7 @@ import pytest
 from invariants import INVARIANTS
 from model.bounds import Bounds
 from model.logic import CONCRETE
-from model.profiles import PROFILES
+from model.profiles import PROFILES, QUIET_USERS
 from model.system import System
 from search import bfs, bmc
 from search.result import VIOLATED
@@ -39,7 +39,8 @@ def test_bfs_and_bmc_agree(profile: str, faults: bool) -> None:
 
 def test_bfs_exhausts_a_tiny_space_and_proves() -> None:
     tiny = Bounds(frames=2, hpage=2, areas=1, chunks=1, progs=1, refs=0, max_ref=2)
-    system = System.build("v5.19", bounds=tiny)
+    # 5.19's 2022 paths (its trampolines and kprobes pages break wx and no_exec_uninit)
+    system = System.build("v5.19", bounds=tiny, overrides=QUIET_USERS)
     res = bfs.check(system, list(INVARIANTS), 30)
     assert {r.status for r in res.values()} == {"proved"}, res
 

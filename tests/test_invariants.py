@@ -37,6 +37,7 @@ from model.state import (
     BAD_MAPCOUNT,
     BAD_MAPPING,
     BAD_NOT_TAIL,
+    BAD_REF_ZERO,
     BAD_REFCOUNT,
     BAD_TAIL_MAPPING,
     CODE,
@@ -54,6 +55,7 @@ from model.state import (
     PROG_NONE,
     TAIL_MAPPING,
     TRAP,
+    UNINIT,
     ZERO,
     State,
     evolve,
@@ -338,7 +340,7 @@ CASES: list[Case] = [
           "an X alias that is not present": put(S0, {"dmap.x": {3: True}, "dmap.present": {3: False}}),
           "writable, not executable": put(S0, {"areas.pte_w": {0: True}})}),
     # ---- no_stale_exec
-    Case("no_stale_exec", "content[cell], TRAP",
+    Case("no_stale_exec", "content[cell], CODE",
          {"code in a free chunk": put(PACK, {"pages.content": {3: CODE}}),
           "a freed program's code not invalidated": put(PACK, {"progs.state": {0: PROG_NONE}}),
           "held by a program in another area": put(PACK, {"progs.state": {1: PROG_LIVE},
@@ -353,6 +355,8 @@ CASES: list[Case] = [
                                                              "pages.content": {2: CODE, 3: CODE}}),
           "code in a non-executable frame": put(PACK, {"areas.pte_x": {1: False},
                                                        "pages.content": {2: CODE, 3: CODE}}),
+          "a never-written free chunk (no_exec_uninit's business)":
+              put(PACK, {"pages.content": {2: UNINIT, 3: UNINIT}}),
           "module text is live while mapped": put(ALLOC1, {"areas.owner": {1: OWN_MODULE},
                                                            "areas.pte_x": {2: True},
                                                            "pages.content": {4: CODE, 5: CODE}})}),
@@ -406,7 +410,8 @@ CASES: list[Case] = [
     Case("refcount_sanity", "p.bad[f]",
          {"nonzero mapcount": put(VMALLOCED, {"pages.bad": {0: BAD_MAPCOUNT}}),
           "non-NULL mapping": put(VMALLOCED, {"pages.bad": {2: BAD_MAPPING}}),
-          "nonzero _refcount": put(VMALLOCED, {"pages.bad": {3: BAD_REFCOUNT}})},
+          "nonzero _refcount": put(VMALLOCED, {"pages.bad": {3: BAD_REFCOUNT}}),
+          "VM_BUG_ON_PAGE on a zero refcount": put(VMALLOCED, {"pages.bad": {1: BAD_REF_ZERO}})},
          {"tail reports are no_tail_as_base's": put(VMALLOCED, {"pages.bad": {
              0: BAD_TAIL_MAPPING, 1: BAD_NOT_TAIL, 2: BAD_COMPOUND_HEAD}})}),
     Case("refcount_sanity", "free => L.eq(p.refcount[f], 0)",

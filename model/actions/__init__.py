@@ -11,6 +11,7 @@ from model.actions import (  # noqa: F401  (registration)
     scenario_pages,
     scenario_text,
     scenario_vmalloc,
+    text_users,
     vmalloc,
 )
 from model.actions.base import REGISTRY, Action, Ctx, Instance

@@ -39,6 +39,8 @@ def change_page_attr(
     be changed while its alias is not, later pages are untouched.
     """
     b, fl = c.bounds, c.flags
+    if not fl.set_memory:
+        return s, False  # the generic stubs: return 0, change nothing
     a = s.areas
     zone = b.zone(area)
     whole_area = len(frames) == b.hpage or frames == zone

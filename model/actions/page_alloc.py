@@ -15,6 +15,7 @@ from model.state import (
     BAD_MAPPING,
     BAD_NONE,
     BAD_NOT_TAIL,
+    BAD_REF_ZERO,
     BAD_REFCOUNT,
     BAD_TAIL_MAPPING,
     MAPPING_NULL,
@@ -99,7 +100,7 @@ def _reason(checks: list[tuple[Any, int]], L: Logic) -> Any:
     return out
 
 
-def free_checks(s: State, frames: range, compound: bool, L: Logic) -> list[Any]:
+def free_checks(s: State, frames: range, compound: bool, L: Logic, debug_vm: bool = True) -> list[Any]:
     """free_pages_prepare (mm/page_alloc.c, 5.17) on a 2^order block: for each page, the
     reason bad_page would print, or BAD_NONE.
 
@@ -113,7 +114,7 @@ def free_checks(s: State, frames: range, compound: bool, L: Logic) -> list[Any]:
     for i, f in enumerate(frames):
         checks: list[tuple[Any, int]] = []
         tail = compound and i > 0
-        if tail:
+        if tail and debug_vm:  # free_tail_pages_check returns 0 at once without DEBUG_VM
             if i >= 3:
                 checks.append((L.ne(p.mapping[f], TAIL_MAPPING), BAD_TAIL_MAPPING))
             checks += [(L.ne(p.kind[f], PG_TAIL), BAD_NOT_TAIL), (p.lru[f], BAD_COMPOUND_HEAD)]
@@ -134,7 +135,7 @@ def _free_block(s: State, frames: range, cond: Any, c: Ctx, L: Logic,
     p = s.pages
     if compound is None:
         compound = len(frames) > 1
-    reasons = free_checks(s, frames, compound, L)
+    reasons = free_checks(s, frames, compound, L, c.flags.debug_vm)
     ok = L.all_(L.eq(r, BAD_NONE) for r in reasons)
     free = L.and_(cond, ok)
     kind, mapping, bad = p.kind, p.mapping, p.bad
@@ -146,10 +147,27 @@ def _free_block(s: State, frames: range, cond: Any, c: Ctx, L: Logic,
     return s.replace(pages=evolve(p, kind=kind, mapping=mapping, bad=bad))
 
 
+def _vm_bug_on_zero(s: State, f: int, c: Ctx, L: Logic) -> State:
+    """With CONFIG_DEBUG_VM, get_page and put_page_testzero on a page whose refcount is 0
+    hit VM_BUG_ON_PAGE (include/linux/mm.h, page_ref.h, 5.17): recorded on the page the
+    count lives on. The built-in drivers never get there; a scenario may."""
+    if not c.flags.debug_vm:
+        return s
+    is_tail, head = compound_target(s, f, c, L)
+    bad = s.pages.bad
+    for g, on in ((head, is_tail), (f, L.not_(is_tail))):
+        if g == head and head == f:
+            on = True
+        hit = L.and_(on, L.eq(s.pages.refcount[g], 0), L.eq(bad[g], BAD_NONE))
+        bad = L.store(bad, g, L.ite(hit, BAD_REF_ZERO, bad[g]))
+    return s.replace(pages=evolve(s.pages, bad=bad))
+
+
 def put_page(s: State, f: int, c: Ctx, L: Logic) -> State:
     """put_page(page) (include/linux/mm.h): drop a reference on compound_head(page);
     the last one frees the whole compound page (or the single page) through
     __free_pages_ok with its free-time checks."""
+    s = _vm_bug_on_zero(s, f, c, L)
     is_tail, head = compound_target(s, f, c, L)
     is_head = L.eq(s.pages.kind[head], PG_HEAD)
     p = s.pages
@@ -173,6 +191,7 @@ def put_page(s: State, f: int, c: Ctx, L: Logic) -> State:
 
 def get_page(s: State, f: int, c: Ctx, L: Logic) -> State:
     """get_page(page) (include/linux/mm.h): take a reference on compound_head(page)."""
+    s = _vm_bug_on_zero(s, f, c, L)
     is_tail, head = compound_target(s, f, c, L)
     ref = s.pages.refcount
     if head != f:

@@ -89,4 +89,16 @@ REASONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "bpf_arch_text_copy": {"guard": ("program {prog} holds no chunk that is not written yet",)},
     "bpf_prog_pack_free": {"guard": ("program {prog} does not exist",)},
+    "bpf_trampoline_update": {"guard": (_NO_AREA,)},
+    "bpf_tramp_image_put": {"guard": ("vm area {area} is no BPF trampoline image",)},
+    "bpf_dispatcher_update": {"guard": (_NO_AREA, "the dispatcher's image exists already (one per "
+                                        "dispatcher, never freed)")},
+    "alloc_insn_page": {"guard": (_NO_AREA,)},
+    "arch_copy_kprobe": {"guard": ("vm area {area} is no kprobes instruction page",
+                                   "the page's slot is written already (the model has one slot)")},
+    "free_insn_page": {"guard": ("vm area {area} is no kprobes instruction page",)},
+    "create_trampoline": {"guard": (_NO_AREA,)},
+    "set_ftrace_ops_ro": {"guard": ("vm area {area} is no ftrace trampoline waiting for the end of "
+                                    "boot (executable, still writable)",)},
+    "arch_ftrace_trampoline_free": {"guard": ("vm area {area} is no finished ftrace trampoline",)},
 }

@@ -142,7 +142,8 @@ def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: 
             t = set_direct_map(t, f, True, fail, c, L)
         return t
 
-    s = L.when(flush, s, reset)
+    if c.flags.set_memory:  # set_direct_map_* / set_memory_* are x86 here; stubs elsewhere
+        s = L.when(flush, s, reset)
     return free_vmalloc_pages(s, frames, huge, c, L)
 
 

@@ -1,0 +1,212 @@
+"""The other users of module_alloc'ed executable memory in 5.1 to 6.0: BPF trampolines and
+the BPF dispatcher, kprobes instruction pages and ftrace trampolines (x86; the sources and
+quotes per version are in docs/users-by-version.md).
+
+Each user writes only part of its page (a trampoline, a slot, a few instructions): the
+first content cell of the frame gets code, the rest keeps what module_alloc left there,
+which is not zeroed in any of these versions (GFP_KERNEL without __GFP_ZERO).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.actions.base import Ctx, action, product
+from model.actions.code import module_alloc, module_memfree
+from model.actions.cpa import set_memory_ro, set_memory_x
+from model.actions.vmalloc import area_free, area_is, set_vm_flush_reset_perms
+from model.logic import Logic
+from model.state import (
+    CODE,
+    OWN_DISPATCHER,
+    OWN_FTRACE,
+    OWN_KPROBES,
+    OWN_TRAMPOLINE,
+    PH_HALF,
+    PH_LOCKED,
+    State,
+    evolve,
+)
+
+Params = dict[str, Any]
+
+
+def _page(c: Ctx, area: int) -> range:
+    start = c.bounds.zone(area).start
+    return range(start, start + 1)
+
+
+def _write_first_cell(s: State, area: int, c: Ctx, L: Logic) -> State:
+    """Code in the first content cell of the area's page: the part the user writes."""
+    cell = c.bounds.zone(area).start * c.bounds.cells
+    return s.replace(pages=evolve(s.pages, content=L.store(s.pages.content, cell, CODE)))
+
+
+def _phase(s: State, area: int, phase: int, L: Logic) -> State:
+    return s.replace(areas=evolve(s.areas, phase=L.store(s.areas.phase, area, phase)))
+
+
+def _alloc_page(s: State, area: int, owner: int, c: Ctx, L: Logic, flush: bool = True) -> State:
+    s = module_alloc(s, area, 1, owner, c, L)
+    if flush and c.flags.flush_reset_perms:
+        s = set_vm_flush_reset_perms(s, area, L)
+    return s
+
+
+def _area_domain(flag: str, off: str = "none", fail: bool = False):  # type: ignore[no-untyped-def]
+    def domain(c: Ctx) -> list[Params]:
+        if getattr(c.flags, flag) == off:
+            return []
+        if fail:
+            return product(area=range(c.bounds.areas), fail=c.fail_choices)
+        return product(area=range(c.bounds.areas))
+
+    return domain
+
+
+def _new_page(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+    return area_free(s, p["area"], 1, c, L)
+
+
+def _free_of(owner: int, phase: int | None = None):  # type: ignore[no-untyped-def]
+    def guard(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+        own = area_is(s, p["area"], 1, owner, L)
+        return own if phase is None else L.and_(own, L.eq(s.areas.phase[p["area"]], phase))
+
+    return guard
+
+
+# ---- BPF trampolines and the dispatcher (5.5 to 6.0) -----------------------------------
+
+
+@action("bpf", ("area", "fail"), _area_domain("bpf_trampoline", fail=True), _new_page,
+        implicit=("area", "fail"), returns="area")
+def bpf_trampoline_update(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """bpf_trampoline_update (kernel/bpf/trampoline.c, 5.5 to 6.0; fec56f5890d9): a new image
+    page from bpf_jit_alloc_exec_page: module_alloc, set_vm_flush_reset_perms, then
+    set_memory_x "Keep image as writeable" (RW+X), and arch_prepare_bpf_trampoline
+    (arch/x86/net/bpf_jit_comp.c) writes the trampoline with plain stores into part of it.
+    W^X for trampolines came with 5b0d1c7bd572 (6.1)."""
+    area = p["area"]
+    s = _alloc_page(s, area, OWN_TRAMPOLINE, c, L)
+    s = set_memory_x(s, area, _page(c, area), p["fail"], c, L)
+    return _write_first_cell(s, area, c, L)
+
+
+@action("bpf", ("area", "fail"), _area_domain("bpf_trampoline", fail=True),
+        _free_of(OWN_TRAMPOLINE), implicit=("fail",))
+def bpf_tramp_image_put(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """bpf_tramp_image_put -> bpf_jit_free_exec (kernel/bpf/trampoline.c, 5.12 to 6.0):
+    module_memfree of the image; VM_FLUSH_RESET_PERMS resets its direct-map alias."""
+    return module_memfree(s, p["area"], 1, p["fail"], c, L)
+
+
+def _no_dispatcher(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+    return L.and_(area_free(s, p["area"], 1, c, L),
+                  L.all_(L.ne(o, OWN_DISPATCHER) for o in s.areas.owner))
+
+
+@action("bpf", ("area", "fail"), _area_domain("bpf_trampoline", fail=True), _no_dispatcher,
+        implicit=("area", "fail"), returns="area")
+def bpf_dispatcher_update(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """bpf_dispatcher_update (kernel/bpf/dispatcher.c, 5.6 to 6.0): the dispatcher's image,
+    one page from bpf_jit_alloc_exec_page (module_alloc, set_vm_flush_reset_perms,
+    set_memory_x while writable), written half by half with plain stores and never
+    freed. Moved into bpf_prog_pack by 19c02415da23 (6.1)."""
+    area = p["area"]
+    s = _alloc_page(s, area, OWN_DISPATCHER, c, L)
+    s = set_memory_x(s, area, _page(c, area), p["fail"], c, L)
+    return _write_first_cell(s, area, c, L)
+
+
+# ---- kprobes instruction pages ------------------------------------------------------------
+
+
+@action("kprobes", ("area", "fail"), _area_domain("kprobes_insn", fail=True), _new_page,
+        implicit=("area", "fail"), returns="area")
+def alloc_insn_page(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """alloc_insn_page (arch/x86/kernel/kprobes/core.c): module_alloc(PAGE_SIZE), mapped
+    RW+X before 5.2 and then only set_memory_ro (5.1.0); from 5.2 (7298e24f9042 and the
+    VM_FLUSH_RESET_PERMS series) set_vm_flush_reset_perms, set_memory_ro, set_memory_x,
+    "TODO: ... ensure that ... it is still zeroed": nothing is written before X."""
+    area, fail = p["area"], p["fail"]
+    s = _alloc_page(s, area, OWN_KPROBES, c, L, flush=c.flags.kprobes_insn == "ro_x")
+    s = set_memory_ro(s, area, _page(c, area), fail, c, L)
+    if c.flags.kprobes_insn == "ro_x":
+        s = set_memory_x(s, area, _page(c, area), fail, c, L)
+    return _phase(s, area, PH_LOCKED, L)
+
+
+@action("kprobes", ("area",), _area_domain("kprobes_insn"),
+        lambda s, p, c, L: L.and_(_free_of(OWN_KPROBES)(s, p, c, L),
+                                  L.ne(s.pages.content[c.bounds.zone(p["area"]).start * c.bounds.cells],
+                                       CODE)))
+def arch_copy_kprobe(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """arch_copy_kprobe (arch/x86/kernel/kprobes/core.c): the probed instruction copied into
+    a slot of the page with text_poke (the fixmap alias in 5.1, the temporary mm from 5.2):
+    the page's RO+X mapping is never made writable."""
+    return _write_first_cell(s, p["area"], c, L)
+
+
+@action("kprobes", ("area", "fail"), _area_domain("kprobes_insn", fail=True),
+        _free_of(OWN_KPROBES), implicit=("fail",))
+def free_insn_page(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """free_insn_page (kernel/kprobes.c) once every slot is free: module_memfree; the
+    permissions are put back by VM_FLUSH_RESET_PERMS from 5.2, by set_memory_nx and
+    set_memory_rw in 5.1."""
+    return module_memfree(s, p["area"], 1, p["fail"], c, L, text=_page(c, p["area"]))
+
+
+# ---- ftrace trampolines ---------------------------------------------------------------------
+
+
+def _ftrace_domain(c: Ctx) -> list[Params]:
+    mode = c.flags.ftrace_tramp
+    if mode == "none":
+        return []
+    boots = (False, True) if mode == "boot_x_first" else (False,)
+    return product(area=range(c.bounds.areas), boot=boots, fail=c.fail_choices)
+
+
+@action("ftrace", ("area", "boot", "fail"), _ftrace_domain, _new_page,
+        implicit=("area", "fail"), returns="area")
+def create_trampoline(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """create_trampoline (arch/x86/kernel/ftrace.c): module_alloc a page and memcpy
+    ftrace_caller into part of it while writable. Then: nothing (5.1: PAGE_KERNEL_EXEC);
+    set_memory_x on the still writable page (5.2 to 5.5: "anyhow ftrace breaks W^X
+    completely"); set_memory_ro then set_memory_x (768ae4406a5c, 5.6); and from 59566b0b622e
+    (5.7 to 6.0) a trampoline created while SYSTEM_BOOTING (`boot`) skips set_memory_ro and
+    stays writable until set_ftrace_ops_ro at the end of boot."""
+    area, fail, mode = p["area"], p["fail"], c.flags.ftrace_tramp
+    s = module_alloc(s, area, 1, OWN_FTRACE, c, L)
+    s = _write_first_cell(s, area, c, L)
+    if c.flags.flush_reset_perms:
+        s = set_vm_flush_reset_perms(s, area, L)
+    page = _page(c, area)
+    if mode == "rwx":
+        return _phase(s, area, PH_LOCKED, L)
+    if mode == "x_while_w" or p["boot"]:
+        s = set_memory_x(s, area, page, fail, c, L)
+        return _phase(s, area, PH_HALF, L)
+    s = set_memory_ro(s, area, page, fail, c, L)
+    s = set_memory_x(s, area, page, fail, c, L)
+    return _phase(s, area, PH_LOCKED, L)
+
+
+@action("ftrace", ("area", "fail"), _area_domain("ftrace_tramp", fail=True),
+        _free_of(OWN_FTRACE, PH_HALF), implicit=("fail",))
+def set_ftrace_ops_ro(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_ftrace_ops_ro (kernel/trace/ftrace.c, 5.7 to 6.0) from mark_rodata_ro at the end
+    of boot, and the set_memory_ro that 5.2 to 5.5 did after set_memory_x: the trampoline
+    becomes read-only at last."""
+    s = set_memory_ro(s, p["area"], _page(c, p["area"]), p["fail"], c, L)
+    return _phase(s, p["area"], PH_LOCKED, L)
+
+
+@action("ftrace", ("area", "fail"), _area_domain("ftrace_tramp", fail=True),
+        _free_of(OWN_FTRACE, PH_LOCKED), implicit=("fail",))
+def arch_ftrace_trampoline_free(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """arch_ftrace_trampoline_free -> tramp_free (arch/x86/kernel/ftrace.c): module_memfree;
+    VM_FLUSH_RESET_PERMS from 5.2, the permissions reset by hand in 5.1."""
+    return module_memfree(s, p["area"], 1, p["fail"], c, L, text=_page(c, p["area"]))
+
