@@ -800,6 +800,29 @@ def cmd_replay(argv: Sequence[str]) -> int:
     return code
 
 
+def _verified(trace: Any) -> Any:
+    """Narrate only what the model confirms: a trace whose recorded invariant holds at its
+    end under the model is shown as a plain run, with a note on stderr."""
+    import dataclasses
+
+    from invariants import INVARIANTS
+
+    if trace.invariant is None:
+        return trace
+    system = trace.system()
+    if INVARIANTS[trace.invariant](trace.states[-1], system.ctx, _concrete_logic()):
+        print(f"allocheck: the trace records {trace.invariant}, but it holds after the last step "
+              "under the model: shown as a plain run", file=sys.stderr)
+        return dataclasses.replace(trace, invariant=None)
+    return trace
+
+
+def _concrete_logic() -> Any:
+    from model.logic import CONCRETE
+
+    return CONCRETE
+
+
 def cmd_show(argv: Sequence[str]) -> int:
     from search.graph import explain, render_dot, render_mermaid, render_png, render_text
     from search.itf import load
@@ -808,7 +831,8 @@ def cmd_show(argv: Sequence[str]) -> int:
                 description="Narrate or draw a saved trace, with its causal slice.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--slice", action="store_true", help="only the steps the violation depends on")
-    p.add_argument("--format", choices=("text", "dot", "mermaid", "png"), default="text")
+    p.add_argument("--format", choices=("text", "dot", "mermaid", "png", "calls"), default="text",
+                   help="calls: the trace as a scenario file (python -m search run takes it)")
     p.add_argument("--output", default=None,
                    help="PNG file to write (default: FILE with .png), written atomically; an "
                    "existing file or link there is replaced, a folder or device refused")
@@ -819,8 +843,14 @@ def cmd_show(argv: Sequence[str]) -> int:
                               else a.file.removesuffix(".itf.json") + ".png")
     elif a.output is not None:
         raise UsageError("--output is for --format png")
-    trace = load(a.file)
-    if a.format == "text":
+    trace = _verified(load(a.file))
+    if a.format == "calls":
+        from search.scenario_file import from_steps
+
+        _print_text(from_steps(list(trace.steps), a.file, trace.profile, trace.bounds.as_dict(),
+                               trace.faults, trace.overrides,
+                               comment=f"the calls of {a.file}\n{trace.description}"))
+    elif a.format == "text":
         _print_text(render_text(trace, slice_only=a.slice))
         print()
         _print_text(explain(trace))

@@ -586,13 +586,17 @@ def _from_itf(doc: Any) -> Trace:
     if not isinstance(raw_states, list) or not raw_states:
         raise _Bad("states must be a non-empty list")
 
-    system = System.build(profile, bounds=bounds, faults=faults, overrides=overrides)
+    system = System.build(profile, bounds=bounds, faults=faults, overrides=overrides, scenario=True)
     template = initial_state(bounds)
     steps: list[Step] = []
     instances: list[Instance] = []
-    states: list[State] = []
+    states: list[State | None] = []
     for k, raw in enumerate(raw_states):
-        st = _obj(raw, f"state {k}", {"#meta", *STATE_VARS})
+        if isinstance(raw, dict) and set(raw) == {"#meta"}:
+            keys: frozenset[str] | set[str] = {"#meta"}  # the state is computed, not recorded
+        else:
+            keys = {"#meta", *STATE_VARS}
+        st = _obj(raw, f"state {k}", keys)
         m = _obj(st["#meta"], f"state {k} #meta", STATE_META_KEYS)
         if _int(m["index"], f"state {k} #meta.index") != k:
             raise _Bad(f"state {k} has #meta.index {echo(m['index'])}")
@@ -603,18 +607,26 @@ def _from_itf(doc: Any) -> Trace:
             inst = _instance(system, m["action"], m["params"], k)
             instances.append(inst)
             steps.append((inst.name, inst.params))
+        if len(keys) == 1:
+            states.append(None)
+            continue
         values = {v: _decode(getattr(template, v), st[v], f"state {k} {v}") for v in STATE_VARS}
         states.append(State(**values))
 
     s = system.initial()
-    _check_state(states[0], s, 0, "the initial state")
+    computed = [s]
+    if states[0] is not None:
+        _check_state(states[0], s, 0, "the initial state")
     for k, inst in enumerate(instances, start=1):
         if not inst.guard(s, system.ctx, _concrete()):
             raise _Bad(f"step {k} {inst} is not enabled in state {k - 1} (replay explains why)")
         s = system.step(s, inst)
-        _check_state(states[k], s, k, f"what step {k} {inst} produces")
+        computed.append(s)
+        recorded = states[k]
+        if recorded is not None:
+            _check_state(recorded, s, k, f"what step {k} {inst} produces")
     return Trace(profile, dict(overrides), effective, bounds, faults, invariant, engine, seed,
-                 tuple(steps), tuple(states), description)
+                 tuple(steps), tuple(computed), description)
 
 
 def _bounds(x: Any) -> Bounds:

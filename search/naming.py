@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model.state import (
+    BAD_REASONS,
     CONTENTS,
     MAPPINGS,
     OWNERS,
@@ -90,6 +91,7 @@ def format_call(name: str, params: dict[str, Any]) -> str:
 ENUM_NAMES: dict[str, tuple[str, ...]] = {
     "pages.kind": PAGE_KINDS,
     "pages.mapping": MAPPINGS,
+    "pages.bad": BAD_REASONS,
     "pages.content": CONTENTS,
     "areas.owner": OWNERS,
     "areas.phase": PHASES,

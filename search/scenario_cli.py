@@ -141,12 +141,28 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
     }
 
 
+def load_input(path: str) -> Scenario:
+    """A `.calls` file, or an ITF trace (`*.json`): its calls, under its own configuration."""
+    if not path.endswith(".json"):
+        return load(path)
+    from search.itf import TraceError
+    from search.itf import load as load_trace
+    from search.scenario_file import from_steps, parse
+
+    try:
+        t = load_trace(path)
+    except TraceError as e:
+        raise ScenarioError(str(e)) from None
+    text = from_steps(list(t.steps), path, t.profile, t.bounds.as_dict(), t.faults, t.overrides)
+    return parse(text, path)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     a = _parser().parse_args(argv)
     outcomes: list[Outcome] = []
     blocks: list[str] = []
     for path in a.files:
-        scenario = load(path)
+        scenario = load_input(path)
         bounds, faults, ov, k = _settings(scenario, a)
         outs = []
         for prof in _profiles(a.profile, scenario):

@@ -111,7 +111,7 @@ def resolve(call: Call, system: System, kinds: dict[str, str], where: str) -> Re
     call or parameter, a value outside the domain, or a name of the wrong kind."""
     overloads = [a for (n, _), a in VOCABULARY.items() if n == call.name]
     if not overloads:
-        raise ScenarioError(f"{where}: unknown call {_safe(call.name)!r} (python -m search list names them all)")
+        raise ScenarioError(f"{where}: unknown call {_safe(call.name)!r} (python -m search list)")
     fits = [(a, g) for a in overloads if (g := _bind(call, a)) is not None]
     if len(fits) > 1:  # the calls real code makes win over the built-in drivers' steps
         fits = [f for f in fits if not f[0].builtin] or fits
