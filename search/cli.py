@@ -786,7 +786,7 @@ def cmd_replay(argv: Sequence[str]) -> int:
     overrides = parse_overrides(a.set)
     if a.profile is not None:
         get_profile(a.profile)
-    traces = [(f, load(f)) for f in a.files]
+    traces = [(f, _load_any(f, load)) for f in a.files]
     code = EXIT_OK
     for f, trace in traces:
         rep = replay(trace, profile=a.profile, overrides=overrides or None)
@@ -798,6 +798,15 @@ def cmd_replay(argv: Sequence[str]) -> int:
         if not rep.reproduced:
             code = EXIT_NOT_REPRODUCED
     return code
+
+
+def _load_any(path: str, load: Callable[[str], Any]) -> Any:
+    """A trace file, or a scenario (`.calls`): the two are interchangeable inputs."""
+    if path.endswith(".calls"):
+        from search.scenario_cli import trace_of
+
+        return trace_of(path)
+    return load(path)
 
 
 def _verified(trace: Any) -> Any:
@@ -843,7 +852,7 @@ def cmd_show(argv: Sequence[str]) -> int:
                               else a.file.removesuffix(".itf.json") + ".png")
     elif a.output is not None:
         raise UsageError("--output is for --format png")
-    trace = _verified(load(a.file))
+    trace = _verified(_load_any(a.file, load))
     if a.format == "calls":
         from search.scenario_file import from_steps
 

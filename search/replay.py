@@ -44,7 +44,7 @@ def replay(trace: Trace, profile: str | None = None,
     prof = profile or trace.profile
     ov = dict(trace.overrides) if profile is None else {}
     ov.update(overrides or {})
-    system = System.build(prof, bounds=trace.bounds, faults=trace.faults, overrides=ov)
+    system = System.build(prof, bounds=trace.bounds, faults=trace.faults, overrides=ov, scenario=True)
     return _Replayer(trace, system).run()
 
 

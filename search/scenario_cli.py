@@ -157,6 +157,53 @@ def load_input(path: str) -> Scenario:
     return parse(text, path)
 
 
+def trace_of(path: str) -> Any:
+    """A trace from an ITF file, or from a `.calls` file run on the concrete model under
+    its first profile (all its calls determined): the invariant it records is the first
+    one the calls break, if any. ScenarioError when the scenario cannot run that way."""
+    from search.itf import load as load_trace
+    from search.itf import trace_from_steps
+
+    if path.endswith(".json"):
+        return load_trace(path)
+    sc = load(path)
+    prof = (sc.profiles or ("v6.0",))[0]
+    if prof == "all":
+        raise ScenarioError(f"{_safe(path)}: name one profile in 'profile:' to use it as a trace")
+    bounds = Bounds.parse(sc.bounds or "small")
+    system = System.build(prof, bounds=bounds, faults=bool(sc.faults),
+                          overrides=_overrides(list(sc.sets)), scenario=True)
+    from search.scenarios import resolve_all, run_concrete
+
+    out = run_concrete(sc, resolve_all(sc, system), system)
+    if out is None:
+        raise ScenarioError(f"{_safe(path)}: a call leaves a choice to the engine (* or a fault): "
+                            "run it with python -m search run")
+    if out.impossible:
+        k, why = out.impossible
+        raise ScenarioError(f"{_safe(path)}:{sc.calls[k - 1].line}: cannot happen under {prof}: {why}")
+    first = min(out.violated, key=lambda v: v.call or 0, default=None)
+    steps = first.steps if first else _all_steps(sc, system)
+    return trace_from_steps(system, steps, first.invariant if first else None, "scenario",
+                            description=f"{sc.label} under {prof}")
+
+
+def _all_steps(sc: Scenario, system: System) -> list[Any]:
+    from model.logic import CONCRETE
+    from search.scenarios import resolve_all
+
+    s, objects, out = system.initial(), {}, []
+    for r in resolve_all(sc, system):
+        fixed = {**r.fixed, **{p: objects[n] for p, n in r.named.items()}}
+        (inst,) = [i for i in r.candidates(system)
+                   if all(i.params[p] == v for p, v in fixed.items()) and i.guard(s, system.ctx, CONCRETE)]
+        s = system.step(s, inst)
+        out.append(inst)
+        if r.call.binds and r.action.returns:
+            objects[r.call.binds] = inst.params[r.action.returns]
+    return out
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     a = _parser().parse_args(argv)
     outcomes: list[Outcome] = []

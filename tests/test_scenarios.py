@@ -217,3 +217,49 @@ def test_catalog_as_calls(path: Path, tmp_path: Path) -> None:
     assert out.engine == "run" and out.impossible is None
     v = out.verdicts[t.invariant]
     assert v.status == VIOLATED and v.call == t.depth
+
+
+# ---- traces and scenarios are interchangeable ---------------------------------------------------
+
+
+def test_itf_without_states_is_computed() -> None:
+    import json
+
+    from search.itf import loads
+
+    path = ROOT / "counterexamples" / "v5.18-rc1__no_tail_as_base__d3.itf.json"
+    doc = json.loads(path.read_text())
+    for st in doc["states"]:
+        for var in [v for v in st if v != "#meta"]:
+            del st[var]
+    bare = loads(json.dumps(doc))
+    assert bare.states == load_trace(path).states
+    # a state may not be half given
+    doc["states"][1]["pages"] = {}
+    with pytest.raises(ValueError):
+        loads(json.dumps(doc))
+
+
+def test_show_writes_calls_that_run_reproduces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.cli import main as cli_main
+
+    trace = str(ROOT / "counterexamples" / "v5.18.y__no_stale_exec__d4.itf.json")
+    assert cli_main(["show", trace, "--format", "calls"]) == 0
+    calls = tmp_path / "t.calls"
+    calls.write_text(capsys.readouterr().out)
+    assert run_main([str(calls), "--quiet"]) == 12
+    assert "call 4" in capsys.readouterr().out
+    assert run_main([trace, "--quiet"]) == 12  # run takes the trace itself too
+    assert "call 4" in capsys.readouterr().out
+
+
+def test_replay_and_show_take_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    from search.cli import main as cli_main
+
+    path = str(ROOT / "scenarios" / "kprobes_insn_page.calls")
+    assert cli_main(["replay", path]) == 0
+    assert "no_exec_uninit is violated after step 4" in capsys.readouterr().out
+    assert cli_main(["replay", path, "--profile", "v5.1"]) == 1
+    assert "set_vm_flush_reset_perms does not exist before 5.2" in capsys.readouterr().out
+    assert cli_main(["show", path, "--slice"]) == 0
+    assert "no_exec_uninit violated after 4 steps" in capsys.readouterr().out
