@@ -12,7 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from model.actions.base import Ctx, action, lowest_free, product
-from model.actions.page_alloc import get_page, get_page_ok, put_page, put_page_ok
+from model.actions.page_alloc import (
+    get_page,
+    get_page_ok,
+    page_add_rmap,
+    page_remove_rmap,
+    put_page,
+    put_page_ok,
+    write_field,
+)
 from model.logic import Logic
 from model.state import MAPPING_FILE, MAPPING_NULL, OWN_VMALLOC, State, evolve
 
@@ -107,12 +115,7 @@ def vm_insert_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """vm_insert_page (mm/memory.c): map the page into a user VMA: get_page on the head
     and the page's own _mapcount, a field tails legitimately own."""
 
-    def insert(f: int) -> State:
-        t = get_page(s, f, c, L)
-        mc = t.pages.mapcount
-        return t.replace(pages=evolve(t.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
-
-    s = on_page(s, p["ref"], c, L, insert)
+    s = on_page(s, p["ref"], c, L, lambda f: page_add_rmap(s, f, c, L))
     return set_ref(s, p["ref"], L, mapped=True)
 
 
@@ -128,12 +131,7 @@ def zap_page_range(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """zap_page_range (mm/memory.c): unmap the user VMA again: the page's own _mapcount
     down, and put_page on its head."""
 
-    def zap(f: int) -> State:
-        mc = s.pages.mapcount
-        t = s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.sub(mc[f], 1))))
-        return put_page(t, f, c, L)
-
-    s = on_page(s, p["ref"], c, L, zap)
+    s = on_page(s, p["ref"], c, L, lambda f: page_remove_rmap(s, f, c, L))
     return set_ref(s, p["ref"], L, mapped=False)
 
 
@@ -141,11 +139,7 @@ def zap_page_range(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 def _raw(s: State, p: dict[str, Any], c: Ctx, L: Logic, field: str, value: Any) -> State:
-    def write(f: int) -> State:
-        tup = getattr(s.pages, field)
-        return s.replace(pages=evolve(s.pages, **{field: L.store(tup, f, value)}))
-
-    return on_page(s, p["ref"], c, L, write)
+    return on_page(s, p["ref"], c, L, lambda f: write_field(s, f, field, value, L))
 
 
 def _always(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:

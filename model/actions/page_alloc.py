@@ -200,6 +200,30 @@ def get_page(s: State, f: int, c: Ctx, L: Logic) -> State:
     return s.replace(pages=evolve(s.pages, refcount=ref))
 
 
+def page_add_rmap(s: State, f: int, c: Ctx, L: Logic, take_ref: bool = True) -> State:
+    """A user PTE for page `f` (vm_insert_page, mm/memory.c): get_page on compound_head
+    unless the caller hands its own reference over (finish_fault), and the page's own
+    _mapcount up (page_add_file_rmap: a field tails own)."""
+    if take_ref:
+        s = get_page(s, f, c, L)
+    mc = s.pages.mapcount
+    return s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
+
+
+def page_remove_rmap(s: State, f: int, c: Ctx, L: Logic) -> State:
+    """The user PTE of page `f` torn down (zap_pte_range, mm/memory.c): its own _mapcount
+    down, then put_page on compound_head."""
+    mc = s.pages.mapcount
+    s = s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.sub(mc[f], 1))))
+    return put_page(s, f, c, L)
+
+
+def write_field(s: State, f: int, field: str, value: Any, L: Logic) -> State:
+    """A raw store into struct page `f` (`page->mapping = ...`, INIT_LIST_HEAD(&page->lru))."""
+    tup = getattr(s.pages, field)
+    return s.replace(pages=evolve(s.pages, **{field: L.store(tup, f, value)}))
+
+
 def get_page_ok(s: State, f: int, c: Ctx, L: Logic) -> Any:
     """The model's bound on refcounts: get_page is possible while below max_ref."""
     is_tail, head = compound_target(s, f, c, L)

@@ -20,7 +20,10 @@ from model.actions.page_alloc import (
     frames_free,
     get_page,
     get_page_ok,
+    page_add_rmap,
+    page_remove_rmap,
     put_page,
+    write_field,
 )
 from model.logic import Logic
 from model.state import (
@@ -234,12 +237,7 @@ def vm_insert_page_(s: State, p: Params, c: Ctx, L: Logic) -> State:
     get_page on compound_head and the page's own _mapcount (page_add_file_rmap), a field
     tails own."""
 
-    def insert(f: int) -> State:
-        t = get_page(s, f, c, L)
-        mc = t.pages.mapcount
-        return t.replace(pages=evolve(t.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
-
-    s = on_page(s, p["page"], c, L, insert)
+    s = on_page(s, p["page"], c, L, lambda f: page_add_rmap(s, f, c, L))
     return set_ref(s, p["page"], L, mapped=True)
 
 
@@ -252,11 +250,7 @@ def do_set_pte(s: State, p: Params, c: Ctx, L: Logic) -> State:
     returned `page` with a reference it took itself (vmf->page); the PTE keeps that
     reference and page_add_file_rmap raises the page's own _mapcount."""
 
-    def insert(f: int) -> State:
-        mc = s.pages.mapcount
-        return s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
-
-    s = on_page(s, p["page"], c, L, insert)
+    s = on_page(s, p["page"], c, L, lambda f: page_add_rmap(s, f, c, L, take_ref=False))
     # the reference the handler took now belongs to the PTE: zap_page_range drops it
     return set_ref(s, p["page"], L, mapped=True, counted=False)
 
@@ -268,12 +262,7 @@ def zap_page_range_(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """zap_page_range(vma, addr, size) (mm/memory.c, 5.17) over the page's user PTE:
     page_remove_rmap (its own _mapcount down), then put_page on compound_head."""
 
-    def zap(f: int) -> State:
-        mc = s.pages.mapcount
-        t = s.replace(pages=evolve(s.pages, mapcount=L.store(mc, f, L.sub(mc[f], 1))))
-        return put_page(t, f, c, L)
-
-    s = on_page(s, p["page"], c, L, zap)
+    s = on_page(s, p["page"], c, L, lambda f: page_remove_rmap(s, f, c, L))
     return set_ref(s, p["page"], L, mapped=False)
 
 
@@ -310,11 +299,7 @@ def page_mkclean(s: State, p: Params, c: Ctx, L: Logic) -> State:
 
 
 def _raw(s: State, p: Params, c: Ctx, L: Logic, field: str, value: Any) -> State:
-    def write(f: int) -> State:
-        tup = getattr(s.pages, field)
-        return s.replace(pages=evolve(s.pages, **{field: L.store(tup, f, value)}))
-
-    return on_page(s, p["page"], c, L, write)
+    return on_page(s, p["page"], c, L, lambda f: write_field(s, f, field, value, L))
 
 
 @call("raw", ("page",), _page_domain, HELD)

@@ -13,10 +13,10 @@ from typing import Any
 from model.actions.base import Ctx, call, lowest_free, product
 from model.actions.code import module_alloc as module_alloc_area
 from model.actions.drivers import set_ref
-from model.actions.page_alloc import get_page, put_page
+from model.actions.page_alloc import page_add_rmap, page_remove_rmap
 from model.actions.vmalloc import area_free, buffer_sizes, is_huge, vm_area_alloc, vunmap
 from model.logic import Logic
-from model.state import OWN_MODULE, OWN_NONE, OWN_VMALLOC, UNINIT, ZERO, State, evolve
+from model.state import OWN_MODULE, OWN_NONE, OWN_VMALLOC, UNINIT, ZERO, State
 
 Params = dict[str, Any]
 
@@ -182,12 +182,7 @@ def remap_vmalloc_range(s: State, p: Params, c: Ctx, L: Logic) -> State:
 
 def _insert_all(s: State, a: int, c: Ctx, L: Logic) -> State:
     for f in _frames(c, a):
-        def insert(t: State, f: int = f) -> State:
-            u = get_page(t, f, c, L)
-            mc = u.pages.mapcount
-            return u.replace(pages=evolve(u.pages, mapcount=L.store(mc, f, L.add(mc[f], 1))))
-
-        s = L.when(_mapped(s, a, f, c, L), s, insert)
+        s = L.when(_mapped(s, a, f, c, L), s, lambda t, f=f: page_add_rmap(t, f, c, L))
     return s
 
 
@@ -209,10 +204,6 @@ def zap_vma_ptes(s: State, p: Params, c: Ctx, L: Logic) -> State:
     filled (munmap does the same): page_remove_rmap and put_page for each mapped page."""
     a = p["addr"]
     for f in _frames(c, a):
-        def zap(t: State, f: int = f) -> State:
-            mc = t.pages.mapcount
-            u = t.replace(pages=evolve(t.pages, mapcount=L.store(mc, f, L.sub(mc[f], 1))))
-            return put_page(u, f, c, L)
-
-        s = L.when(L.and_(_mapped(s, a, f, c, L), L.lt(0, s.pages.mapcount[f])), s, zap)
+        mapped = L.and_(_mapped(s, a, f, c, L), L.lt(0, s.pages.mapcount[f]))
+        s = L.when(mapped, s, lambda t, f=f: page_remove_rmap(t, f, c, L))
     return s
