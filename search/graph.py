@@ -349,8 +349,10 @@ def render_text(trace: Trace, slice_only: bool = False) -> str:
             else f"a run of {trace.depth} steps")
     ov = "".join(f" {k}={value_label('', v)}" for k, v in trace.overrides.items())
     # the loader admits only printable names; escaped again here for traces built in code
+    bounds = ",".join(f"{k}={v}" for k, v in trace.bounds.as_dict().items())
     lines = [f"{head} under {trace.profile}{ov} (engine {printable(trace.engine, 64)}"
              + (f", seed {trace.seed})" if trace.seed is not None else ")"),
+             f"  bounds {bounds}; page-table allocation failures {'on' if trace.faults else 'off'}",
              "  * = in the causal slice (the steps the violation depends on)"]
     skipped = []
     for k, (name, params) in enumerate(trace.steps, start=1):

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from invariants import INVARIANTS
@@ -49,6 +50,9 @@ def _parser() -> _Parser:
                    help="per z3 query, when BMC answers")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="the tables only, no narration")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="save each violation's trace (ITF) there, witnesses of * and --interleave "
+                        "included (python -m search show/replay take them)")
     return p
 
 
@@ -109,15 +113,33 @@ def kernel_reports(o: Outcome) -> list[str]:
             f"(frame {f})" for k, f, r in o.reports]
 
 
-def narrate(o: Outcome, inv: str) -> str:
-    """A violation told as `show --slice` tells a trace: the calls it depends on."""
-    from search.graph import render_text
+def _trace(o: Outcome, inv: str) -> Any:
     from search.itf import trace_from_steps
 
     v = o.verdicts[inv]
-    trace = trace_from_steps(o.system, v.steps, inv, "scenario" if o.engine == "run" else "bmc",
-                             description=f"{o.scenario.label}: {inv} at call {v.call}")
-    text = render_text(trace, slice_only=True)
+    return trace_from_steps(o.system, v.steps, inv, "scenario" if o.engine == "run" else "bmc",
+                            description=f"{o.scenario.label}: {inv} at call {v.call}")
+
+
+def _check_out(folder: str) -> None:
+    p = Path(folder)
+    if not p.is_dir():
+        raise UsageError(f"--out {_safe(folder)}: no such folder")
+
+
+def save_traces(outs: Sequence[Outcome], folder: str) -> list[str]:
+    """Each violation's trace, saved atomically as ITF (search.itf.save)."""
+    from search.itf import save
+
+    return [str(save(_trace(o, v.invariant), folder)) for o in outs for v in o.violated]
+
+
+def narrate(o: Outcome, inv: str) -> str:
+    """A violation told as `show --slice` tells a trace: the calls it depends on."""
+    from search.graph import render_text
+
+    v = o.verdicts[inv]
+    text = render_text(_trace(o, inv), slice_only=True)
     if any(c == 0 for c in v.calls_at):
         marks = ", ".join(str(k) for k, c in enumerate(v.calls_at, start=1) if c == 0)
         text += f"  (steps {marks} are the modelled kernel's own, interleaved between calls)\n"
@@ -208,6 +230,9 @@ def cmd_run(argv: Sequence[str]) -> int:
     a = _parser().parse_args(argv)
     outcomes: list[Outcome] = []
     blocks: list[str] = []
+    saved: list[str] = []
+    if a.out is not None:
+        _check_out(a.out)
     for path in a.files:
         scenario = load_input(path)
         bounds, faults, ov, k = _settings(scenario, a)
@@ -218,13 +243,17 @@ def cmd_run(argv: Sequence[str]) -> int:
             except ProfileError as e:
                 raise UsageError(str(e)) from None
             outs.append(run(scenario, system, k, a.timeout))
+        if a.out is not None:
+            saved += save_traces(outs, a.out)
         outcomes += outs
         if not a.json:
             blocks.append(_render(scenario, outs, bounds, faults, ov, k, a.quiet))
     if a.json:
-        print(json.dumps({"outcomes": [outcome_json(o) for o in outcomes]}, indent=1))
+        print(json.dumps({"outcomes": [outcome_json(o) for o in outcomes], "saved": saved}, indent=1))
     else:
         print("\n".join(blocks), end="")
+        if saved:
+            print(f"{len(saved)} trace(s) saved under {_safe(a.out)}")
     return exit_code(outcomes)
 
 

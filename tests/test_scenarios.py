@@ -263,3 +263,16 @@ def test_replay_and_show_take_a_scenario(capsys: pytest.CaptureFixture[str]) -> 
     assert "set_vm_flush_reset_perms does not exist before 5.2" in capsys.readouterr().out
     assert cli_main(["show", path, "--slice"]) == 0
     assert "no_exec_uninit violated after 4 steps" in capsys.readouterr().out
+
+
+def test_run_saves_the_witness_of_a_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    star = _write(tmp_path, "profile: v5.18-rc1\nbounds: hpage=4,areas=1,refs=1\n"
+                            "fb = vzalloc(npages=4)\np = vmalloc_to_page(fb, index=*)\n"
+                            "clear_page_mapping(p)\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run_main([star, "--out", str(out), "--quiet"]) == 12
+    (saved,) = out.glob("*.itf.json")
+    t = load_trace(saved)
+    assert t.invariant == "no_tail_as_base" and t.engine == "bmc" and t.depth == 3
+    assert run_main([star, "--out", str(tmp_path / "missing")]) == 2
