@@ -148,7 +148,8 @@ def trace_from_steps(system: System, instances: Sequence[Instance], invariant: s
         steps=tuple((i.name, i.params) for i in instances),
         states=tuple(states),
         description=description or _default_description(
-            system.profile.name, invariant, len(instances), engine),
+            system.profile.name, invariant, len(instances), engine,
+            instances[-1].name if instances else None, not system.overrides),
     )
 
 
@@ -197,9 +198,18 @@ def to_itf(trace: Trace) -> dict[str, Any]:
     return {"#meta": meta, "vars": list(STATE_VARS), "states": states}
 
 
-def _default_description(profile: str, invariant: str | None, depth: int, engine: str) -> str:
+def _default_description(profile: str, invariant: str | None, depth: int, engine: str,
+                         last: str | None = None, declared: bool = False) -> str:
+    """What the trace shows: for a violation, the kernel call that completes it (the user)
+    and, where the profile declares it, the commit that fixed it."""
     what = f"{invariant} violated" if invariant else "a run"
-    return f"{what} after {depth} steps under {profile} (found by {engine})"
+    text = f"{what} after {depth} steps under {profile} (found by {engine})"
+    if invariant and last:
+        text += f"; completed by {last}"
+        fix = get_profile(profile).fixed_by.get(invariant) if declared else None
+        if fix:
+            text += f"; fixed by {fix}"
+    return text[:MAX_TEXT]
 
 
 _SCALAR_LIST = re.compile(r"\[\s*((?:-?\d+|true|false)(?:\s*,\s*(?:-?\d+|true|false))*)\s*\]")
