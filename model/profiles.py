@@ -220,10 +220,11 @@ class Profile:
 _TAIL_REFCOUNT_EVIDENCE = (
     "include/linux/page-flags.h compound_head(): a tail is recognised by bit 0 of the word "
     "that lru.next shares; after INIT_LIST_HEAD(&page->lru) (fb_deferred_io_fault, fb_defio.c, "
-    "5.18-rc1, 105a940416fc) get_page / put_page act on the tail itself, whose _refcount is 0: "
-    "with CONFIG_DEBUG_VM that is VM_BUG_ON_PAGE in get_page / put_page_testzero "
-    "(include/linux/mm.h); without it the count underflows, or the tail is freed as an order-0 "
-    "page and free_pages_check reports its TAIL_MAPPING (\"non-NULL mapping\")"
+    "5.18-rc1, 105a940416fc) get_page / put_page act on the tail itself, whose _refcount is 0. "
+    "The fault handler's order: get_page on the head, the raw ->lru write, the PTE keeps that "
+    "reference (finish_fault), and munmap's put_page lands on the detached tail: with "
+    "CONFIG_DEBUG_VM VM_BUG_ON_PAGE in put_page_testzero (include/linux/mm.h), without it an "
+    "underflow, and the head's reference leaks"
 )
 
 # Declared with failures on, found by the model and checked against the kernel source:

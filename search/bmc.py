@@ -29,7 +29,15 @@ from model.state import State
 from model.state import leaves as state_leaves
 from model.system import System
 from search.result import HOLDS, UNKNOWN, VIOLATED, InternalError, Result
-from search.symbolic import as_z3, concretize, equal_to, flat, fresh_state, raise_if_interrupted
+from search.symbolic import (
+    as_z3,
+    concretize,
+    equal_to,
+    flat,
+    fresh_state,
+    raise_if_interrupted,
+    same_state,
+)
 
 ENGINE = "bmc"
 _NO_TIMEOUT_MS = 4294967295  # z3's own default: no limit
@@ -183,7 +191,7 @@ def replay(system: System, invariant: str, steps: Sequence[Instance],
                 "the counterexample is not a shortest one")
     if expected_states is not None:
         for k, (want, got) in enumerate(zip(expected_states, states, strict=True)):
-            if want != got:
+            if not same_state(got, want):
                 diff = [p for (p, a), (_, b) in zip(state_leaves(want), state_leaves(got),
                                                     strict=True) if a != b]
                 raise InternalError(

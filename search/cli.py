@@ -235,6 +235,21 @@ def _seed(text: str) -> int:
     return _whole(text, "seed", 0, 2**64 - 1)
 
 
+MAX_WORKERS = 1024
+
+
+def _workers(text: str) -> int:
+    return _whole(text, "workers", 1, MAX_WORKERS)
+
+
+def _scheduler(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: name a Dask scheduler, e.g. tcp://host:8786")
+    if any(not c.isprintable() or c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"not an address: {echo(text)}")
+    return text
+
+
 def _timeout(text: str) -> float:
     try:
         t = float(text)
@@ -306,6 +321,14 @@ def _check_parser() -> _Parser:
                    help="where counterexamples are saved (default counterexamples/); checked "
                    "before the search")
     p.add_argument("--no-save", action="store_true", help="do not save counterexamples")
+    p.add_argument("--workers", type=_workers, default=None, metavar="N",
+                   help="check N profiles at a time, each in a process of its own (default: "
+                   "every core; 1: one after the other in this process). The results are "
+                   "the same whatever N")
+    p.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
+                   help="send the profiles' checks to the Dask cluster whose scheduler is at "
+                   "ADDRESS (tcp://host:8786; started with `dask scheduler` and `dask worker "
+                   "ADDRESS`; needs pip install 'allocheck[cluster]' here and on the workers)")
     return p
 
 
@@ -544,14 +567,23 @@ def _check_profile(name: str, invariants: list[str], depth: int, engine: str,
 def run_check(profiles: list[str], invariants: list[str], depth: int, engine: str,
               overrides: dict[str, Any], bounds: Bounds, faults: bool, prove: bool,
               timeout: float | None, seed: int, out: Path | Saver | None,
-              progress: Progress, rows: list[Row]) -> None:
+              progress: Progress, rows: list[Row], *, workers: int = 1,
+              scheduler: str | None = None) -> None:
     """Check every profile, appending a Row per invariant as results are settled (so
     that an interrupted run still has every result it finished, per invariant), saving
     each counterexample as it comes. Raises KeyboardInterrupt after recording what was
-    settled when interrupted."""
+    settled when interrupted.
+
+    With `workers` > 1 (and more than one profile) the profiles are checked that many at
+    a time in processes of their own, and with `scheduler` on that Dask cluster
+    (search/distribute.py); the rows come in the same order either way."""
     from search.itf import trace_from_steps
 
     saver = out if isinstance(out, Saver) else Saver(out)
+    if scheduler is not None or (workers > 1 and len(profiles) > 1):
+        _run_distributed(profiles, invariants, depth, engine, overrides, bounds, faults, prove,
+                         timeout, seed, saver, progress, rows, workers, scheduler)
+        return
     for name in profiles:
         system, results, interrupted = _check_profile(
             name, invariants, depth, engine, overrides, bounds, faults, timeout, progress)
@@ -572,6 +604,54 @@ def run_check(profiles: list[str], invariants: list[str], depth: int, engine: st
             for row in new:
                 if row.result.status == HOLDS:
                     row.result = _prove(system, row.invariant, depth, timeout, row.result)
+
+
+def _run_distributed(profiles: list[str], invariants: list[str], depth: int, engine: str,
+                     overrides: dict[str, Any], bounds: Bounds, faults: bool, prove: bool,
+                     timeout: float | None, seed: int, saver: Saver, progress: Progress,
+                     rows: list[Row], workers: int, scheduler: str | None) -> None:
+    """`run_check` on worker processes or a cluster: a task per profile, each checked as
+    the serial path checks it; rows appended in the serial order, also when interrupted
+    (then with every result the tasks had settled)."""
+    from model.system import System
+    from search import distribute
+    from search.itf import trace_from_steps
+
+    tasks = distribute.plan(profiles, invariants, depth, engine, overrides, bounds.as_dict(),
+                            faults, prove, timeout)
+    done: dict[int, list[Row]] = {}
+
+    def on_output(task: distribute.Task, output: dict[str, Any]) -> None:
+        error = output.get("error")
+        if error:
+            if os.environ.get("ALLOCHECK_DEBUG") and error.get("traceback"):
+                print(error["traceback"], file=sys.stderr)
+            raise InternalError(f"{task.profile}: {error['message']}")
+        system = System.build(task.profile, bounds=bounds, faults=faults, overrides=overrides)
+        new: list[Row] = []
+        for inv in invariants:
+            got = output["results"].get(inv)
+            if got is None:
+                continue
+            r = distribute.result_from_json(got, system)
+            row = Row(task.profile, inv, r, system.expected(inv), faults)
+            new.append(row)
+            progress.advance()
+            if r.status == VIOLATED:
+                row.trace = saver.save(trace_from_steps(system, r.steps, inv, engine, seed))
+        done[task.index] = new
+
+    try:
+        if scheduler is not None:
+            try:
+                distribute.run_dask(scheduler, tasks, on_output, progress.note)
+            except distribute.SetupError as e:
+                raise UsageError(str(e)) from None
+        else:
+            distribute.run_local(tasks, min(workers, len(tasks)), on_output, progress.note)
+    finally:
+        for i in sorted(done):
+            rows.extend(done[i])
 
 
 def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result) -> Result:
@@ -663,6 +743,13 @@ def cmd_check(argv: Sequence[str]) -> int:
     for p in profiles:
         get_profile(p).flags.with_overrides(overrides)
     bounds = Bounds.parse(a.bounds) if a.bounds else DEFAULT_BOUNDS
+    if a.scheduler is not None and a.workers is not None:
+        raise UsageError("--workers is for this machine; with --scheduler the cluster's "
+                         "workers run the checks")
+    if a.workers is None:
+        from search.distribute import default_workers
+
+        a.workers = default_workers()
     # checked even with --no-save, before any work: a typo must not cost a long run;
     # with saving on, a file is created and removed there, so a folder we cannot write to
     # stops the run now rather than losing its results at the end
@@ -675,7 +762,8 @@ def cmd_check(argv: Sequence[str]) -> int:
     interrupted = False
     try:
         run_check(profiles, invariants, a.depth, a.engine, overrides, bounds, a.faults,
-                  a.prove, a.timeout, a.seed, saver, progress, rows)
+                  a.prove, a.timeout, a.seed, saver, progress, rows, workers=a.workers,
+                  scheduler=a.scheduler)
     except BaseException as e:
         if not _interrupted(e):
             raise

@@ -18,13 +18,13 @@ import z3
 
 from invariants import INVARIANTS
 from model.actions import VOCABULARY, Action, Instance
-from model.logic import CONCRETE, WIDTH
-from model.state import BAD_NONE, State, leaves
+from model.logic import CONCRETE
+from model.state import BAD_NONE, State
 from model.system import System
 from search.bmc import Encoding, Unrolling, new_solver
 from search.result import InternalError
 from search.scenario_file import STAR, Call, Name, Scenario, ScenarioError, Star, _safe
-from search.symbolic import concretize, raise_if_interrupted
+from search.symbolic import concretize, raise_if_interrupted, same_state
 
 # what a named object is, by the name of the parameter that takes it
 _KIND = {"area": "area", "addr": "area", "page": "page", "ref": "page", "kaddr": "page", "prog": "prog"}
@@ -401,14 +401,6 @@ def _impossible_reason(p: _Path, j: int, system: System) -> str:
     return why_impossible(r, cands, s, system) + " (under every choice)"
 
 
-def _same(concrete: State, claimed: State) -> bool:
-    """The concrete state is the one z3 claimed, reading ints as WIDTH-bit words: an
-    underflow is -1 concretely and 2**WIDTH - 1 in z3."""
-    mod = 1 << WIDTH
-    return all((a % mod == b % mod) if isinstance(a, int) and not isinstance(a, bool) else a == b
-               for (_, a), (_, b) in zip(leaves(concrete), leaves(claimed), strict=True))
-
-
 def _first_breaking_call(p: _Path, name: str, n_calls: int, system: System) -> Verdict:
     p.solver.push()
     try:
@@ -429,7 +421,7 @@ def _first_breaking_call(p: _Path, name: str, n_calls: int, system: System) -> V
                 pairs = p.witness(at)
                 steps = [i for i, _ in pairs]
                 states = _replay(system, steps, name)
-                if not _same(states[-1], p.claimed[-1]):
+                if not same_state(states[-1], p.claimed[-1]):
                     raise InternalError(f"scenario bmc: z3's state after call {j + 1} differs from "
                                         "the concrete replay")
                 return Verdict(name, VIOLATED, j + 1, steps, [c for _, c in pairs])

@@ -103,6 +103,14 @@ def state_constraints(sym: State, ctx: Ctx) -> list[tuple[str, Any]]:
     return out
 
 
+def same_state(concrete: State, claimed: State) -> bool:
+    """The concrete state is the one z3 claimed, reading ints as WIDTH-bit words: a count
+    that underflows is -1 concretely and 2**WIDTH - 1 in z3."""
+    mod = 1 << WIDTH
+    return all((a % mod == b % mod) if isinstance(a, int) and not isinstance(a, bool) else a == b
+               for (_, a), (_, b) in zip(state_leaves(concrete), state_leaves(claimed), strict=True))
+
+
 def _py(v: Any) -> Any:
     if z3.is_true(v):
         return True

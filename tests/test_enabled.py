@@ -38,7 +38,7 @@ def everything_in(area: int, hash_: bool = True) -> set[str]:
 
 def driver(ref: int) -> set[str]:
     """What a driver may do with the page its pointer `ref` holds (counted, not mapped)."""
-    return {f"{name}(ref={ref})" for name in ("put_page", "vm_insert_page", "set_page_mapping",
+    return {f"{name}(ref={ref})" for name in ("put_page", "do_set_pte", "set_page_mapping",
                                               "clear_page_mapping", "set_page_index",
                                               "set_page_private", "INIT_LIST_HEAD")}
 

@@ -103,24 +103,23 @@ def put_page_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     return set_ref(s, p["ref"], L, held=False, counted=False)
 
 
-def _can_insert(s: State, f: int, c: Ctx, L: Logic) -> Any:
-    return L.and_(get_page_ok(s, f, c, L), L.lt(s.pages.mapcount[f], c.bounds.max_ref))
-
-
 @action("driver", ("ref",), _ref_domain,
         lambda s, p, c, L: L.and_(s.refs.counted[p["ref"]], L.not_(s.refs.mapped[p["ref"]]),
-                                  on_page(s, p["ref"], c, L, lambda f: _can_insert(s, f, c, L))),
+                                  on_page(s, p["ref"], c, L,
+                                          lambda f: L.lt(s.pages.mapcount[f], c.bounds.max_ref))),
         _held)
-def vm_insert_page(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
-    """vm_insert_page (mm/memory.c): map the page into a user VMA: get_page on the head
-    and the page's own _mapcount, a field tails legitimately own."""
-
-    s = on_page(s, p["ref"], c, L, lambda f: page_add_rmap(s, f, c, L))
-    return set_ref(s, p["ref"], L, mapped=True)
+def do_set_pte(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """finish_fault -> do_set_pte (mm/memory.c, 5.17) after fb_deferred_io_fault returned
+    the page it took a reference on: the PTE keeps that reference, page_add_file_rmap
+    raises the page's own _mapcount (a field tails own)."""
+    s = on_page(s, p["ref"], c, L, lambda f: page_add_rmap(s, f, c, L, take_ref=False))
+    return set_ref(s, p["ref"], L, mapped=True, counted=False)
 
 
 def _can_zap(s: State, f: int, c: Ctx, L: Logic) -> Any:
-    return L.and_(L.lt(0, s.pages.mapcount[f]), put_page_ok(s, f, c, L), mapping_cleared(s, f, L))
+    # no refcount guard: the PTE's put_page lands wherever compound_head() says, and on a
+    # detached tail with _refcount 0 the kernel underflows (or VM_BUG_ONs): refcount_sanity
+    return L.and_(L.lt(0, s.pages.mapcount[f]), mapping_cleared(s, f, L))
 
 
 @action("driver", ("ref",), _ref_domain,
@@ -128,11 +127,11 @@ def _can_zap(s: State, f: int, c: Ctx, L: Logic) -> Any:
                                   on_page(s, p["ref"], c, L, lambda f: _can_zap(s, f, c, L))),
         _held)
 def zap_page_range(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
-    """zap_page_range (mm/memory.c): unmap the user VMA again: the page's own _mapcount
-    down, and put_page on its head."""
-
+    """zap_page_range (mm/memory.c): munmap of the deferred-I/O VMA: the page's own
+    _mapcount down and put_page, which drops the fault's reference on compound_head(page);
+    the driver keeps no pointer to it (fb_defio looks pages up again when it needs them)."""
     s = on_page(s, p["ref"], c, L, lambda f: page_remove_rmap(s, f, c, L))
-    return set_ref(s, p["ref"], L, mapped=False)
+    return set_ref(s, p["ref"], L, held=False, mapped=False, counted=False)
 
 
 # ---- raw writes of base-page fields ---------------------------------------------------

@@ -26,17 +26,17 @@ REASONS: dict[str, dict[str, tuple[str, ...]]] = {
                   "the page's refcount is 0 (put_page would underflow), or page->mapping is "
                   "still set (fb_deferred_io_cleanup clears it before the last put)"),
     },
-    "vm_insert_page": {
+    "do_set_pte": {
         "pre": _HELD,
-        "guard": ("the driver took no reference first (fb_deferred_io_fault does)",
+        "guard": ("the fault handler took no reference for the PTE to keep (fb_deferred_io_fault does)",
                   "the page is mapped through this pointer already",
-                  "the model's refcount or mapcount bound max_ref is reached (not a kernel limit)"),
+                  "the model's mapcount bound max_ref is reached (not a kernel limit)"),
     },
     "zap_page_range": {
         "pre": _HELD,
         "guard": ("nothing to unmap: the page is not mapped to user space",
-                  "the page's refcount or mapcount is 0 (the put would underflow), or "
-                  "page->mapping is still set"),
+                  "the page's mapcount is 0, or page->mapping is still set (fb_deferred_io_cleanup "
+                  "clears it first)"),
     },
     "set_page_mapping": _RAW,
     "clear_page_mapping": _RAW,
