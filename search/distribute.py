@@ -194,14 +194,13 @@ def _exit_quietly(signum: int, frame: Any) -> None:
 
 def _child_main() -> int:
     """`python -m search.distribute`: one task from stdin, its lines on stdout."""
+    # SIGINT ignored from the start: a background job's, kept (unless on a cluster)
     ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    task = Task.from_json(json.loads(sys.stdin.read()))
-    if ignored and task.interruptible:
-        ignored = False
     if not ignored:
         signal.signal(signal.SIGINT, _exit_quietly)
-    else:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: kept
+    task = Task.from_json(json.loads(sys.stdin.read()))
+    if ignored and task.interruptible:
+        signal.signal(signal.SIGINT, _exit_quietly)
 
     def tick(label: str) -> None:
         print(f"{_TAG} tick {json.dumps(label)}", flush=True)
@@ -225,8 +224,7 @@ def _child_env() -> dict[str, str]:
 
 
 def run_isolated(task: Task, on_tick: Callable[[str], None] | None = None,
-                 stop: Callable[[], bool] | None = None, grace: float = GRACE,
-                 on_start: Callable[[subprocess.Popen[str]], None] | None = None
+                 stop: Callable[[], bool] | None = None, grace: float = GRACE
                  ) -> dict[str, Any]:
     """Run `task` in a fresh `python -m search.distribute` and return its output (see
     `run_task`). When `stop()` turns true the process is sent SIGINT, returns what it had
@@ -239,19 +237,18 @@ def run_isolated(task: Task, on_tick: Callable[[str], None] | None = None,
         [sys.executable, "-m", "search.distribute"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
         errors="replace", env=_child_env())
-    if on_start is not None:
-        on_start(proc)
     found: list[dict[str, Any]] = []
     noise: list[str] = []
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            kind, _, rest = line.removeprefix(f"{_TAG} ").partition(" ")
-            if not line.startswith(f"{_TAG} "):
+            if not line.startswith(f"{_TAG} "):  # a warning, a traceback: kept for errors
                 noise.append(line.rstrip("\n"))
                 del noise[:-_NOISE]
-            elif kind == "tick" and on_tick is not None:
+                continue
+            kind, _, rest = line.removeprefix(f"{_TAG} ").partition(" ")
+            if kind == "tick" and on_tick is not None:
                 on_tick(json.loads(rest))
             elif kind == "result":
                 found.append(json.loads(rest))
@@ -320,15 +317,12 @@ def run_local(tasks: Sequence[Task], workers: int, on_output: OnOutput,
     pending = set(futures)
 
     def show() -> None:
-        changed = False
-        while True:
+        while True:  # every tick is shown (a bar draws fast; lines are throttled)
             try:
                 i, label = ticks.get_nowait()
             except queue.Empty:
-                break
+                return
             labels[i] = label
-            changed = True
-        if changed:
             note("; ".join(labels[i] for i in sorted(labels)))
 
     try:
@@ -398,10 +392,9 @@ def run_dask(address: str, tasks: Sequence[Task], on_output: OnOutput,
              note: Callable[[str], None] = lambda label: None, grace: float = GRACE,
              client: Any = None) -> None:
     """As `run_local`, on the Dask cluster whose scheduler is at `address` (or `client`)."""
-    from distributed import Event
-
     own = client is None
     client = connect(address) if own else client
+    from distributed import Event
     run = uuid.uuid4().hex[:12]
     stop = Event(f"allocheck-stop-{run}", client=client)
     try:

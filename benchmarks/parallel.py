@@ -1,0 +1,89 @@
+"""The whole check matrix on 1, 2 and every core: wall time and speed-up, printed, never
+asserted.
+
+    python benchmarks/parallel.py [--depth 6] [--workers 1,2,4] [--faults] [--profiles a,b]
+
+Each run is `python -m search --depth N --no-save --json --workers W` in a fresh process,
+timed from outside (start-up included). The results of every run are compared with the
+first's (statuses, depths, declared, detail), so a speed-up is never bought with a
+different answer. The CPU time of each run (its processes and theirs) is printed with the
+wall time: cpu/wall is the parallelism the run got. The load average is printed before and
+after: on a shared machine other work takes cores from the runs, and the wall times and
+speed-ups only mean what they say on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cores() -> int:
+    from search.distribute import default_workers
+
+    return default_workers()
+
+
+def _cpu() -> float:
+    """CPU seconds of every finished child and its children (the tasks' processes)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(depth: int, workers: int, extra: list[str]
+        ) -> tuple[float, float, int, list[dict[str, Any]]]:
+    cmd = [sys.executable, "-m", "search", "--depth", str(depth), "--no-save", "--json",
+           "--workers", str(workers), *extra]
+    c, t = _cpu(), time.monotonic()
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    secs, cpu = time.monotonic() - t, _cpu() - c
+    if not p.stdout.strip():
+        sys.exit(f"{' '.join(cmd)}: exit {p.returncode}, no results: {p.stderr.strip()[-500:]}")
+    results = [{k: v for k, v in r.items() if k != "seconds"}
+               for r in json.loads(p.stdout)["results"]]
+    return secs, cpu, p.returncode, results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--workers", default="", help="comma-separated (default: 1, 2, every core)")
+    ap.add_argument("--faults", action="store_true")
+    ap.add_argument("--profiles", default="", help="comma-separated (default: all)")
+    a = ap.parse_args()
+    n = cores()
+    counts = ([int(w) for w in a.workers.split(",")] if a.workers
+              else list(dict.fromkeys([1, 2, n])))
+    extra = (["--faults"] if a.faults else []) + [
+        arg for p in filter(None, a.profiles.split(",")) for arg in ("--profile", p)]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"python -m search --depth {a.depth}{' ' + ' '.join(extra) if extra else ''}: "
+          f"{n} cores here; load average {load:.2f} before")
+    print(f"{'workers':>8} {'wall':>9} {'speed-up':>9} {'cpu':>9} {'cpu/wall':>9} {'exit':>5} "
+          f"{'results':>8}  same as 1st")
+    first: list[dict[str, Any]] | None = None
+    base: float | None = None
+    for w in counts:
+        secs, cpu, code, results = run(a.depth, w, extra)
+        if first is None:
+            first, base = results, secs
+        same = "yes" if results == first else "NO: the results differ"
+        assert base is not None
+        print(f"{w:>8} {secs:>8.1f}s {base / secs:>8.2f}x {cpu:>8.1f}s {cpu / secs:>9.2f} "
+              f"{code:>5} {len(results):>8}  {same}", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.2f} after")
+
+
+if __name__ == "__main__":
+    main()
