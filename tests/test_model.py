@@ -44,13 +44,17 @@ def visited(system: System, seed: int, n: int) -> Iterator[State]:
 @given(profile=st.sampled_from(list(PROFILES)), seed=st.integers(0, 2**16), faults=st.booleans())
 def test_no_enabled_action_raises(profile: str, seed: int, faults: bool) -> None:
     """Every enabled instance of every visited state steps without an exception and keeps
-    every field within its declared range."""
+    every count within its declared range, except where the profile declares refcount_sanity
+    violated: there the PTE's put_page on a detached tail underflows, as in the kernel."""
     system = System.build(profile, faults=faults)
+    may_underflow = system.expected("refcount_sanity") == "violated"
     for s in visited(system, seed, 25):
         for inst in system.enabled(s):
             t = system.step(s, inst)
-            assert all(0 <= r <= system.bounds.max_ref for r in t.pages.refcount), str(inst)
-            assert all(0 <= m <= system.bounds.max_ref for m in t.pages.mapcount), str(inst)
+            counts = (*t.pages.refcount, *t.pages.mapcount)
+            if not may_underflow:
+                assert all(0 <= r <= system.bounds.max_ref for r in counts), str(inst)
+            assert all(-1 <= r <= system.bounds.max_ref for r in counts), str(inst)
 
 
 def test_pre_guard_and_cache_never_change_what_is_enabled() -> None:
