@@ -291,8 +291,9 @@ def _check_parser() -> _Parser:
         "undeclared violation, 13 a declared one not reproduced, 2 bad input, 74 an output "
         "not written, 130 interrupted, 255 internal error.",
     )
-    p.add_argument("--depth", type=_depth, default=10,
-                   help=f"bound on the number of kernel calls (0..{MAX_DEPTH}, default 10)")
+    p.add_argument("--depth", type=_depth, default=6,
+                   help=f"bound on the number of kernel calls (0..{MAX_DEPTH}, default 6: every "
+                   "declared violation is at most 4 calls deep)")
     p.add_argument("--profile", action="append", default=[], metavar="P",
                    help="kernel profile to check (repeatable, each checked once; default: all "
                    "built-in): " + ", ".join(PROFILES))
