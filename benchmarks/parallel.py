@@ -42,7 +42,9 @@ def _cpu() -> float:
 
 
 def run(depth: int, workers: int, extra: list[str]
-        ) -> tuple[float, float, int, list[dict[str, Any]]]:
+        ) -> tuple[float, float, int, list[dict[str, Any]], dict[str, float]]:
+    """Wall and CPU seconds, exit code, the results but their times, and each profile's
+    time (its last result's `seconds`: from the start of its check to the last verdict)."""
     cmd = [sys.executable, "-m", "search", "--depth", str(depth), "--no-save", "--json",
            "--workers", str(workers), *extra]
     c, t = _cpu(), time.monotonic()
@@ -51,9 +53,30 @@ def run(depth: int, workers: int, extra: list[str]
     secs, cpu = time.monotonic() - t, _cpu() - c
     if not p.stdout.strip():
         sys.exit(f"{' '.join(cmd)}: exit {p.returncode}, no results: {p.stderr.strip()[-500:]}")
-    results = [{k: v for k, v in r.items() if k != "seconds"}
-               for r in json.loads(p.stdout)["results"]]
-    return secs, cpu, p.returncode, results
+    rows = json.loads(p.stdout)["results"]
+    per_profile: dict[str, float] = {}
+    for r in rows:
+        per_profile[r["profile"]] = max(per_profile.get(r["profile"], 0.0), r["seconds"])
+    results = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    return secs, cpu, p.returncode, results, per_profile
+
+
+def projected(per_profile: dict[str, float], workers: int, depth: int,
+              extra: list[str]) -> float:
+    """The wall time of the checks alone if `workers` ran them in the order
+    search/distribute.py starts them (largest first), each taking as long as it did on the
+    1-worker run: what an idle machine would give if the tasks did not slow each other."""
+    from invariants import INVARIANTS
+    from model.bounds import DEFAULT_BOUNDS
+    from search.distribute import largest_first, plan
+
+    tasks = plan(list(per_profile), list(INVARIANTS), depth, "bmc", {},
+                 DEFAULT_BOUNDS.as_dict(), "--faults" in extra, False, None)
+    free = [0.0] * workers
+    for t in largest_first(tasks):
+        i = free.index(min(free))
+        free[i] += per_profile[t.profile]
+    return max(free)
 
 
 def main() -> None:
@@ -75,14 +98,17 @@ def main() -> None:
     first: list[dict[str, Any]] | None = None
     best: dict[int, tuple[float, float, int, int]] = {}  # workers -> secs, cpu, exit, results
     differs: set[int] = set()
+    times: dict[str, float] = {}  # per profile, from the fastest first-count run
     for k in range(max(1, a.repeat)):
         for w in counts:
-            secs, cpu, code, results = run(a.depth, w, extra)
+            secs, cpu, code, results, per_profile = run(a.depth, w, extra)
             first = results if first is None else first
             if results != first:
                 differs.add(w)
             if w not in best or secs < best[w][0]:
                 best[w] = (secs, cpu, code, len(results))
+                if w == counts[0]:
+                    times = per_profile
             if a.repeat > 1:
                 print(f"  run {k + 1}: {w} workers {secs:.1f}s (cpu {cpu:.1f}s)", flush=True)
     print(f"{'workers':>8} {'wall':>9} {'speed-up':>9} {'cpu':>9} {'cpu/wall':>9} {'exit':>5} "
@@ -92,6 +118,13 @@ def main() -> None:
         secs, cpu, code, got = best[w]
         print(f"{w:>8} {secs:>8.1f}s {base / secs:>8.2f}x {cpu:>8.1f}s {cpu / secs:>9.2f} "
               f"{code:>5} {got:>8}  {'NO: the results differ' if w in differs else 'yes'}")
+    if counts[0] == 1 and times:
+        alone = sum(times.values())
+        print(f"projected from the 1-worker run's profile times ({alone:.1f}s of checks; an "
+              "upper bound: tasks running at once may slow each other):")
+        for w in counts[1:]:
+            t = projected(times, w, a.depth, extra)
+            print(f"{w:>8} {t:>8.1f}s {alone / t:>8.2f}x")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average {load:.2f} after")
 
