@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 def save_counterexample() -> Callable[[Any], Path]:
     """Save a hypothesis `Violation` as an ITF trace (engine "hypothesis") under
     $ALLOCHECK_HYPOTHESIS_TRACES, default counterexamples/hypothesis/ (not committed)."""
-    from search.trace import save, trace_from_steps
+    from search.traces.trace import save, trace_from_steps
 
     out = Path(os.environ.get("ALLOCHECK_HYPOTHESIS_TRACES", HERE / "counterexamples" / "hypothesis"))
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from model.bounds import Bounds
 from model.profiles import PROFILES
 from model.system import System
-from search.scenario_file import load, parse
-from search.scenarios import run
+from search.engines.scenarios import run
+from search.traces.scenario_file import load, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@
                                         [--scaling 1,5,10,15,20] [--no-bfs]
 
 Part 1: every profile x invariant at `--depth`: BMC's time to the shortest counterexample
-(or to exhaust the depth), and the explicit-state BFS side by side if search/bfs.py is
+(or to exhaust the depth), and the explicit-state BFS side by side if search/engines/bfs.py is
 there. Part 2: BMC on v5.19, all invariants, against depth. `--timeout` bounds each
 engine run (one configuration), so an unknown shows up as such instead of a hang.
 """
@@ -21,16 +21,16 @@ from invariants import INVARIANTS
 from model.bounds import DEFAULT_BOUNDS, Bounds
 from model.profiles import PROFILES
 from model.system import System
-from search import bmc
+from search.engines import bmc
 from search.result import Result
 
 Engine = Callable[..., dict[str, Result]]
 
 
 def _bfs() -> Engine | None:
-    if importlib.util.find_spec("search.bfs") is None:
+    if importlib.util.find_spec("search.engines.bfs") is None:
         return None
-    from search import bfs
+    from search.engines import bfs
 
     return getattr(bfs, "check", None)
 

@@ -19,7 +19,7 @@ from invariants import INVARIANTS  # noqa: E402
 from model.logic import CONCRETE  # noqa: E402
 from model.profiles import PROFILES  # noqa: E402
 from model.system import System  # noqa: E402
-from search.simulate import Walker  # noqa: E402
+from search.engines.simulate import Walker  # noqa: E402
 
 
 def rate(profile: str, seconds: float, check: bool, walk: int = 30) -> tuple[float, int]:

@@ -18,7 +18,7 @@ Exit codes, after TLC and Apalache (the README's table lists the same):
 - 255: internal errors, an engine contradicting the concrete model included.
 
 When several apply: 130, then 255, then 74, then 12, 13, 3. Every error is one line on
-stderr, with any value it echoes escaped and cut (see `search.naming.one_line`).
+stderr, with any value it echoes escaped and cut (see `search.traces.naming.one_line`).
 
 Only the standard library and light modules are imported here: the model, z3 and the
 engines are imported when a command runs, under the interrupt handling of `main`.
@@ -70,14 +70,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from search.naming import echo, one_line, printable
 from search.progress import Progress
 from search.result import HOLDS, PROVED, UNKNOWN, VIOLATED, InternalError, Result
+from search.traces.naming import echo, one_line, printable
 
 if TYPE_CHECKING:
     from model.bounds import Bounds
     from model.system import System
-    from search.itf import Trace
+    from search.traces.itf import Trace
 
 EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 EXIT_UNDECLARED, EXIT_HISTORY_LOST = 12, 13
@@ -393,7 +393,7 @@ def _probe(folder: Path, option: str) -> None:
 
 
 def _output_file(path: str, option: str = "--output") -> Path:
-    """A file to be written (atomically, see `search.itf.write_atomic`): its folder must
+    """A file to be written (atomically, see `search.traces.itf.write_atomic`): its folder must
     exist, and if it exists it must be a regular file or a link (which is replaced, not
     followed): never a folder, a device or a FIFO."""
     if not path:
@@ -430,7 +430,7 @@ class Saver:
     failed: list[str] = field(default_factory=list)  # one reason per trace not saved
 
     def save(self, trace: Trace) -> str | None:
-        from search.itf import TraceError, save
+        from search.traces.itf import TraceError, save
 
         if self.out is None:
             return None
@@ -492,10 +492,10 @@ class Row:
 
 def _engine(name: str) -> Callable[..., dict[str, Result]]:
     if name == "bfs":
-        from search import bfs
+        from search.engines import bfs
 
         return bfs.check
-    from search import bmc
+    from search.engines import bmc
 
     return bmc.check
 
@@ -578,7 +578,7 @@ def run_check(profiles: list[str], invariants: list[str], depth: int, engine: st
     With `workers` > 1 (and more than one profile) the profiles are checked that many at
     a time in processes of their own, and with `scheduler` on that Dask cluster
     (search/distribute.py); the rows come in the same order either way."""
-    from search.itf import trace_from_steps
+    from search.traces.itf import trace_from_steps
 
     saver = out if isinstance(out, Saver) else Saver(out)
     if scheduler is not None or (workers > 1 and len(profiles) > 1):
@@ -616,7 +616,7 @@ def _run_distributed(profiles: list[str], invariants: list[str], depth: int, eng
     (then with every result the tasks had settled)."""
     from model.system import System
     from search import distribute
-    from search.itf import trace_from_steps
+    from search.traces.itf import trace_from_steps
 
     tasks = distribute.plan(profiles, invariants, depth, engine, overrides, bounds.as_dict(),
                             faults, prove, timeout)
@@ -656,7 +656,7 @@ def _run_distributed(profiles: list[str], invariants: list[str], depth: int, eng
 
 
 def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result) -> Result:
-    from search import induction
+    from search.engines import induction
 
     try:
         with _deadline(timeout):
@@ -807,7 +807,7 @@ def _finish(rows: list[Row], total: int, interrupted: bool, saver: Saver,
 
 
 def _version() -> str:
-    from search.itf import allocheck_version
+    from search.traces.itf import allocheck_version
 
     return allocheck_version()
 
@@ -862,8 +862,8 @@ def _print_text(text: str) -> None:
 
 def cmd_replay(argv: Sequence[str]) -> int:
     from model.profiles import get_profile
-    from search.itf import load
-    from search.replay import replay
+    from search.traces.itf import load
+    from search.traces.replay import replay
 
     p = _Parser(prog="python -m search replay",
                 description="Re-execute saved traces on the concrete model: exit 0 when all "
@@ -922,8 +922,8 @@ def _concrete_logic() -> Any:
 
 
 def cmd_show(argv: Sequence[str]) -> int:
-    from search.graph import explain, render_dot, render_mermaid, render_png, render_text
-    from search.itf import load
+    from search.traces.graph import explain, render_dot, render_mermaid, render_png, render_text
+    from search.traces.itf import load
 
     p = _Parser(prog="python -m search show",
                 description="Narrate or draw a saved trace, with its causal slice.")
@@ -943,7 +943,7 @@ def cmd_show(argv: Sequence[str]) -> int:
         raise UsageError("--output is for --format png")
     trace = _verified(_load_any(a.file, load))
     if a.format == "calls":
-        from search.scenario_file import from_steps
+        from search.traces.scenario_file import from_steps
 
         _print_text(from_steps(list(trace.steps), a.file, trace.profile, trace.bounds.as_dict(),
                                trace.faults, trace.overrides,
@@ -1069,9 +1069,9 @@ def main(argv: Sequence[str]) -> int:
         return _main(list(argv))
 
 
-_BAD_INPUT = frozenset({("search.itf", "TraceError"), ("model.profiles", "ProfileError"),
+_BAD_INPUT = frozenset({("search.traces.itf", "TraceError"), ("model.profiles", "ProfileError"),
                         ("model.bounds", "BoundsError"), ("search.scenario_cli", "UsageError"),
-                        ("search.scenario_file", "ScenarioError")})
+                        ("search.traces.scenario_file", "ScenarioError")})
 
 
 def _bad_input(e: BaseException) -> bool:

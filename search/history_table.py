@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.profiles import PROFILES, Profile
-from search.itf import TraceError, load
+from search.traces.itf import TraceError, load
 
 CATALOG = Path(__file__).resolve().parent.parent / "counterexamples"
 

@@ -15,8 +15,8 @@ from model.bounds import Bounds, BoundsError
 from model.profiles import PROFILES, ProfileError
 from model.state import BAD_REASONS, BAD_REF_ZERO
 from model.system import System
-from search.scenario_file import Scenario, ScenarioError, _safe, load
-from search.scenarios import NOT_REACHED, UNKNOWN, VIOLATED, Outcome, run
+from search.engines.scenarios import NOT_REACHED, UNKNOWN, VIOLATED, Outcome, run
+from search.traces.scenario_file import Scenario, ScenarioError, _safe, load
 
 EXIT_OK, EXIT_IMPOSSIBLE, EXIT_USAGE, EXIT_VIOLATED = 0, 1, 2, 12
 MAX_INTERLEAVE = 8
@@ -114,7 +114,7 @@ def kernel_reports(o: Outcome) -> list[str]:
 
 
 def _trace(o: Outcome, inv: str) -> Any:
-    from search.itf import trace_from_steps
+    from search.traces.itf import trace_from_steps
 
     v = o.verdicts[inv]
     return trace_from_steps(o.system, v.steps, inv, "scenario" if o.engine == "run" else "bmc",
@@ -128,15 +128,15 @@ def _check_out(folder: str) -> None:
 
 
 def save_traces(outs: Sequence[Outcome], folder: str) -> list[str]:
-    """Each violation's trace, saved atomically as ITF (search.itf.save)."""
-    from search.itf import save
+    """Each violation's trace, saved atomically as ITF (search.traces.itf.save)."""
+    from search.traces.itf import save
 
     return [str(save(_trace(o, v.invariant), folder)) for o in outs for v in o.violated]
 
 
 def narrate(o: Outcome, inv: str) -> str:
     """A violation told as `show --slice` tells a trace: the calls it depends on."""
-    from search.graph import render_text
+    from search.traces.graph import render_text
 
     v = o.verdicts[inv]
     text = render_text(_trace(o, inv), slice_only=True)
@@ -167,9 +167,9 @@ def load_input(path: str) -> Scenario:
     """A `.calls` file, or an ITF trace (`*.json`): its calls, under its own configuration."""
     if not path.endswith(".json"):
         return load(path)
-    from search.itf import TraceError
-    from search.itf import load as load_trace
-    from search.scenario_file import from_steps, parse
+    from search.traces.itf import TraceError
+    from search.traces.itf import load as load_trace
+    from search.traces.scenario_file import from_steps, parse
 
     try:
         t = load_trace(path)
@@ -183,8 +183,8 @@ def trace_of(path: str) -> Any:
     """A trace from an ITF file, or from a `.calls` file run on the concrete model under
     its first profile (all its calls determined): the invariant it records is the first
     one the calls break, if any. ScenarioError when the scenario cannot run that way."""
-    from search.itf import load as load_trace
-    from search.itf import trace_from_steps
+    from search.traces.itf import load as load_trace
+    from search.traces.itf import trace_from_steps
 
     if path.endswith(".json"):
         return load_trace(path)
@@ -195,7 +195,7 @@ def trace_of(path: str) -> Any:
     bounds = Bounds.parse(sc.bounds or "small")
     system = System.build(prof, bounds=bounds, faults=bool(sc.faults),
                           overrides=_overrides(list(sc.sets)), scenario=True)
-    from search.scenarios import resolve_all, run_concrete
+    from search.engines.scenarios import resolve_all, run_concrete
 
     out = run_concrete(sc, resolve_all(sc, system), system)
     if out is None:
@@ -212,7 +212,7 @@ def trace_of(path: str) -> Any:
 
 def _all_steps(sc: Scenario, system: System) -> list[Any]:
     from model.logic import CONCRETE
-    from search.scenarios import resolve_all
+    from search.engines.scenarios import resolve_all
 
     s, objects, out = system.initial(), {}, []
     for r in resolve_all(sc, system):

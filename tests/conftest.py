@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import STALE_STEPS, TAIL_STEPS, make
 
-from search.trace import Trace
+from search.traces.trace import Trace
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from typing import Any
 
 from model.bounds import WIDE
 from model.system import System
-from search.trace import Trace, find_instances, trace_from_steps
+from search.traces.trace import Trace, find_instances, trace_from_steps
 
 TAIL_STEPS = ["vmalloc(area=0, npages=4)", "vmalloc_to_page(ref=0, frame=1)",
               "set_page_mapping(ref=0)"]

@@ -18,7 +18,7 @@ from invariants import INVARIANTS
 from model.logic import CONCRETE, SYMBOLIC
 from model.state import State, leaves
 from model.system import System
-from search.symbolic import fresh_state, substituter
+from search.engines.symbolic import fresh_state, substituter
 
 CONFIGS = [("v5.18-rc1", False), ("v5.19", False), ("v6.0", True)]
 

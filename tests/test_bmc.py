@@ -9,7 +9,7 @@ import pytest
 import z3
 
 from model.system import System
-from search import bmc
+from search.engines import bmc
 from search.result import HOLDS, UNKNOWN, VIOLATED, InternalError
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from model.profiles import PROFILES
-from search.graph import causal_slice, fixing_profile
-from search.trace import Trace, load, replay
+from search.traces.graph import causal_slice, fixing_profile
+from search.traces.trace import Trace, load, replay
 
 CATALOG = Path(__file__).resolve().parent.parent / "counterexamples"
 FILES = sorted(CATALOG.glob("*.itf.json"))

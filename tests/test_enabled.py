@@ -23,8 +23,8 @@ from model.logic import CONCRETE
 from model.profiles import QUIET_USERS
 from model.state import OWN_HASH, OWN_NONE, OWN_PACK, PG_FREE, PROG_NONE, State
 from model.system import System
-from search.simulate import Walker
-from search.trace import find_instances
+from search.engines.simulate import Walker
+from search.traces.trace import find_instances
 
 PACK = "alloc_new_pack(prog={p}, area={a}, aligned=true, fail=false)"
 

@@ -11,7 +11,7 @@ from model.bounds import Bounds
 from model.logic import CONCRETE
 from model.profiles import PROFILES, QUIET_USERS
 from model.system import System
-from search import bfs, bmc
+from search.engines import bfs, bmc
 from search.result import VIOLATED
 
 SMALL = Bounds(frames=4, hpage=2, areas=2, chunks=2, progs=2, refs=1, max_ref=2)

@@ -37,8 +37,8 @@ from model.actions import ACTIONS
 from model.profiles import FLAG_INFO, PROFILES
 from search.cli import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, SUBCOMMANDS
 from search.cli import main as cli_main
-from search.itf import Trace, TraceError, loads, lookup, to_itf, trace_from_steps
-from search.naming import LINE_LIMIT
+from search.traces.itf import Trace, TraceError, loads, lookup, to_itf, trace_from_steps
+from search.traces.naming import LINE_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = sorted((ROOT / "counterexamples").glob("*.itf.json"))

@@ -5,8 +5,8 @@ it exists, replayed with full state comparison (issue 13, part 2).
 each profile it names, into `tests/golden/traces/<scenario>__<profile>.itf.json` with every
 state recorded. Here:
 
-- every trace loads (search.itf.load recomputes every state from the steps and compares it
-  with the recorded one) and replays (search.replay.replay: reproduced, every invariant
+- every trace loads (search.traces.itf.load recomputes every state from the steps and compares it
+  with the recorded one) and replays (search.traces.replay.replay: reproduced, every invariant
   checked after every step; a golden run violates none);
 - the traces are those make.py generates from the scenarios today (none missing or stale);
 - META: every (action, profile) pair, for every action of REGISTRY (the built-in ones and
@@ -38,10 +38,10 @@ import pytest
 from model.actions.base import REGISTRY, Action
 from model.profiles import PROFILES
 from model.system import System
-from search.itf import action_named, load
-from search.replay import replay
-from search.scenario_file import load as load_scenario
-from search.scenarios import resolve_all
+from search.engines.scenarios import resolve_all
+from search.traces.itf import action_named, load
+from search.traces.replay import replay
+from search.traces.scenario_file import load as load_scenario
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -10,7 +10,7 @@ from helpers import STALE_STEPS, make
 
 from model.bounds import WIDE
 from model.system import System
-from search.graph import (
+from search.traces.graph import (
     causal_slice,
     explain,
     render_dot,
@@ -19,7 +19,7 @@ from search.graph import (
     render_text,
     trace_graph,
 )
-from search.trace import Trace, find_instances, trace_from_steps
+from search.traces.trace import Trace, find_instances, trace_from_steps
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from model.system import System
-from search.itf import Trace, TraceError, loads, save, to_itf, trace_from_steps
+from search.traces.itf import Trace, TraceError, loads, save, to_itf, trace_from_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 ESC = "\x1b]0;pwned\x07\x1b[2J"
@@ -96,7 +96,7 @@ def test_trace_strings_must_be_printable(tmp_path: Path, tail: Trace, field: str
 
 
 def test_render_text_escapes_a_hostile_engine(tail: Trace) -> None:
-    from search.graph import render_text
+    from search.traces.graph import render_text
 
     text = render_text(dataclasses.replace(tail, engine=f"bmc{ESC}\nFORGED"))
     assert "\x1b" not in text and "\x07" not in text
@@ -104,7 +104,7 @@ def test_render_text_escapes_a_hostile_engine(tail: Trace) -> None:
 
 
 def test_printable_escapes_what_a_terminal_acts_on() -> None:
-    from search.naming import one_line, printable
+    from search.traces.naming import one_line, printable
 
     assert printable("plain text, é, 漢") == "plain text, é, 漢"
     assert printable("a\x1b[2J\nb\ud800\u202e\x9b") == "a\\x1b[2J\\x0ab\\ud800\\u202e\\x9b"
@@ -215,7 +215,7 @@ def test_a_run_with_every_result_unknown_is_not_exit_0(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # the case (BFS at the wide scope to depth 30 with --timeout), with an
     # exploration that never ends, so that no result can be settled whatever the model
-    import search.bfs
+    import search.engines.bfs
 
     def endless(system: Any, invariants: list[str], depth: int, timeout: Any = None,
                 progress: Any = None, **kw: Any) -> Any:
@@ -224,7 +224,7 @@ def test_a_run_with_every_result_unknown_is_not_exit_0(
             progress(1, ", ".join(invariants))
         raise AssertionError("--timeout did not stop the search")
 
-    monkeypatch.setattr(search.bfs, "check", endless)
+    monkeypatch.setattr(search.engines.bfs, "check", endless)
     code, out, _ = main(capsys, "--profile", "v5.19", "--bounds", "wide", "--depth", "30",
                         "--engine", "bfs", "--timeout", "0.3", "--no-save", "--json")
     assert code == 3
@@ -256,7 +256,7 @@ def test_png_on_a_full_disk_leaves_the_old_file(tmp_path: Path, tail: Trace,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
-    import search.itf
+    import search.traces.itf
 
     t = save(tail, tmp_path)
     png = tmp_path / "out.png"
@@ -266,7 +266,7 @@ def test_png_on_a_full_disk_leaves_the_old_file(tmp_path: Path, tail: Trace,
         os.close(fd)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(search.itf, "_fill", full)
+    monkeypatch.setattr(search.traces.itf, "_fill", full)
     code, _, err = main(capsys, "show", str(t), "--format", "png", "--output", str(png))
     assert code == 74
     one_clean_line(err)
@@ -346,12 +346,12 @@ def test_unwritable_out_is_an_os_error_before_the_search(
 
 def test_results_are_printed_when_saving_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    import search.itf
+    import search.traces.itf
 
     def full(trace: Trace, out: Any) -> Path:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(search.itf, "save", full)
+    monkeypatch.setattr(search.traces.itf, "save", full)
     code, out, err = main(capsys, "--profile", "v5.1", "--invariant", "wx",
                           "--invariant", "no_exec_uninit", "--depth", "1", "--out", str(tmp_path))
     assert code == 74
@@ -479,13 +479,13 @@ def test_interrupted_catalog_reports_what_it_saved(
 def test_interrupt_is_130_in_any_command(tmp_path: Path, tail: Trace,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import search.itf
+    import search.traces.itf
 
     def interrupted(*a: Any, **kw: Any) -> Any:
         raise KeyboardInterrupt
 
     f = save(tail, tmp_path)
-    monkeypatch.setattr(search.itf, "loads", interrupted)
+    monkeypatch.setattr(search.traces.itf, "loads", interrupted)
     for sub in ("show", "replay"):
         code, _, err = main(capsys, sub, str(f))
         assert code == 130
@@ -563,7 +563,7 @@ def _long_walk(profile: str, n: int, seed: int = 0) -> Trace:
 
 def test_png_of_a_long_trace_is_bounded(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from search.graph import MAX_PNG_STEPS, causal_slice, png_steps, render_png
+    from search.traces.graph import MAX_PNG_STEPS, causal_slice, png_steps, render_png
 
     trace = _long_walk("v5.19", 200)
     keep, note = png_steps(trace, causal_slice(trace))
@@ -574,7 +574,7 @@ def test_png_of_a_long_trace_is_bounded(tmp_path: Path) -> None:
 
 
 def test_png_keeps_the_slice_of_a_long_violation(stale: Trace) -> None:
-    from search.graph import causal_slice, png_steps
+    from search.traces.graph import causal_slice, png_steps
 
     sl = causal_slice(stale)
     keep, note = png_steps(stale, sl, limit=3)
@@ -629,7 +629,7 @@ def test_progress_lines_when_not_a_terminal() -> None:
 
 def test_timeout_bounds_building_the_encoding(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import search.bmc
+    import search.engines.bmc
 
     def endless_build(system: Any) -> Any:
         # an encoding that takes "forever": only a wall-time limit ends this; after 60 s
@@ -639,7 +639,7 @@ def test_timeout_bounds_building_the_encoding(monkeypatch: pytest.MonkeyPatch,
             sum(range(1000))
         raise AssertionError("--timeout did not stop building the encoding")
 
-    monkeypatch.setattr(search.bmc.Encoding, "build", staticmethod(endless_build))
+    monkeypatch.setattr(search.engines.bmc.Encoding, "build", staticmethod(endless_build))
     code, out, _ = main(capsys, "--profile", "v5.19", "--invariant", "wx", "--depth", "3",
                         "--timeout", "0.3", "--no-save", "--json")
     assert code == 3

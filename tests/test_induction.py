@@ -11,7 +11,7 @@ import invariants
 from model.bounds import Bounds
 from model.profiles import QUIET_USERS
 from model.system import System
-from search import induction
+from search.engines import induction
 from search.result import PROVED, UNKNOWN, VIOLATED
 
 TINY = Bounds.parse("areas=1,hpage=2,chunks=1,progs=1,refs=0,max_ref=2")

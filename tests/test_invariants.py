@@ -62,7 +62,7 @@ from model.state import (
     initial_state,
 )
 from model.system import System
-from search.symbolic import fresh_state, state_constraints, substituter
+from search.engines.symbolic import fresh_state, state_constraints, substituter
 
 Invariant = Callable[[State, Any, Any], Any]
 

@@ -16,7 +16,7 @@ from model.logic import CONCRETE
 from model.profiles import PROFILES, ProfileError, get_profile, parse_flag_value
 from model.state import State
 from model.system import System
-from search.simulate import Walker
+from search.engines.simulate import Walker
 
 
 @pytest.mark.parametrize("faults", [False, True])

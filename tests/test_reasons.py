@@ -6,8 +6,8 @@ from __future__ import annotations
 from model.actions import ACTIONS
 from model.actions.reasons import REASONS
 from model.system import System
-from search.itf import find_instances
-from search.replay import explain_guard, guard_conjuncts
+from search.traces.itf import find_instances
+from search.traces.replay import explain_guard, guard_conjuncts
 
 
 def _count(fn) -> int:

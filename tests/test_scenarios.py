@@ -10,10 +10,10 @@ import pytest
 
 from model.bounds import Bounds
 from model.system import System
-from search.itf import load as load_trace
+from search.engines.scenarios import HOLDS, VIOLATED, run
 from search.scenario_cli import main as run_main
-from search.scenario_file import from_steps, load, parse
-from search.scenarios import HOLDS, VIOLATED, run
+from search.traces.itf import load as load_trace
+from search.traces.scenario_file import from_steps, load, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = sorted((ROOT / "scenarios").glob("*.calls"))
@@ -225,7 +225,7 @@ def test_catalog_as_calls(path: Path, tmp_path: Path) -> None:
 def test_itf_without_states_is_computed() -> None:
     import json
 
-    from search.itf import loads
+    from search.traces.itf import loads
 
     path = ROOT / "counterexamples" / "v5.18-rc1__no_tail_as_base__d3.itf.json"
     doc = json.loads(path.read_text())

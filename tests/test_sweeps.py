@@ -15,7 +15,7 @@ import pytest
 
 from model.profiles import PROFILES, SEEDED_BUGS, SeededBug
 from model.system import System
-from search import bmc
+from search.engines import bmc
 from search.result import HOLDS, VIOLATED
 
 # the shortest violation of each seeded bug, in kernel calls

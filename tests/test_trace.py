@@ -12,7 +12,7 @@ import pytest
 from helpers import TAIL_STEPS, make
 
 from search.result import InternalError
-from search.trace import (
+from search.traces.trace import (
     FORMAT_VERSION,
     Trace,
     TraceError,

@@ -12,9 +12,9 @@ from model.bounds import Bounds
 from model.logic import CONCRETE
 from model.profiles import PROFILES, QUIET_USERS
 from model.system import System
-from search import bmc
-from search.scenario_file import load, parse
-from search.scenarios import run
+from search.engines import bmc
+from search.engines.scenarios import run
+from search.traces.scenario_file import load, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPTH = 3  # the deepest guard of a built-in step needs three calls before it (module unload)
@@ -91,7 +91,7 @@ def test_set_memory_flag_changes_the_trace() -> None:
 
 
 def _steps(sc, system):  # type: ignore[no-untyped-def]
-    from search.scenarios import resolve_all, run_concrete
+    from search.engines.scenarios import resolve_all, run_concrete
 
     resolved = resolve_all(sc, system)
     s = system.initial()

@@ -17,7 +17,7 @@ must hold (no invariant violated after any call):
 - `impossible@K`: call K cannot happen under that profile; no trace is written.
 
 The trace of scenario `S.calls` under profile `P` is `traces/S__P.itf.json`: the ITF form
-(search.itf) with every state recorded, so that loading it recomputes and compares them all.
+(search.traces.itf) with every state recorded, so that loading it recomputes and compares them all.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from model.bounds import Bounds  # noqa: E402
 from model.logic import CONCRETE  # noqa: E402
 from model.profiles import PROFILES, parse_flag_value  # noqa: E402
 from model.system import System  # noqa: E402
-from search.itf import Trace, dumps, trace_from_steps, write_atomic  # noqa: E402
-from search.scenario_file import Expect, Scenario, load  # noqa: E402
-from search.scenarios import resolve_all, why_impossible  # noqa: E402
+from search.engines.scenarios import resolve_all, why_impossible  # noqa: E402
+from search.traces.itf import Trace, dumps, trace_from_steps, write_atomic  # noqa: E402
+from search.traces.scenario_file import Expect, Scenario, load  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent
 TRACES = GOLDEN / "traces"

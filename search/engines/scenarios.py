@@ -21,10 +21,10 @@ from model.actions import VOCABULARY, Action, Instance
 from model.logic import CONCRETE
 from model.state import BAD_NONE, State
 from model.system import System
-from search.bmc import Encoding, Unrolling, new_solver
+from search.engines.bmc import Encoding, Unrolling, new_solver
+from search.engines.symbolic import concretize, raise_if_interrupted, same_state
 from search.result import InternalError
-from search.scenario_file import STAR, Call, Name, Scenario, ScenarioError, Star, _safe
-from search.symbolic import concretize, raise_if_interrupted, same_state
+from search.traces.scenario_file import STAR, Call, Name, Scenario, ScenarioError, Star, _safe
 
 # what a named object is, by the name of the parameter that takes it
 _KIND = {"area": "area", "addr": "area", "page": "page", "ref": "page", "kaddr": "page", "prog": "prog"}
@@ -187,7 +187,7 @@ def why_impossible(r: Resolved, cands: Sequence[Instance], s: State, system: Sys
             best, depth = inst, k
     why = best.action.why_not(s, best.params, system.ctx, CONCRETE)
     if why is None:
-        from search.replay import explain_guard  # the built-in steps: their source text
+        from search.traces.replay import explain_guard  # the built-in steps: their source text
 
         why = explain_guard(best, s, system)
     return why

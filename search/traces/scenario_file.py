@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.naming import format_call
+from search.traces.naming import format_call
 
 MAX_BYTES = 1 << 20  # a scenario is a code path, not a data set
 MAX_CALLS = 512

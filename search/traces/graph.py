@@ -39,8 +39,8 @@ from model.logic import CONCRETE
 from model.profiles import FLAG_INFO, PROFILES, SEEDED_BUGS
 from model.state import State, leaves, rebuild
 from model.system import System
-from search.naming import printable
-from search.trace import (
+from search.traces.naming import printable
+from search.traces.trace import (
     ENUM_NAMES,
     Change,
     Trace,
@@ -476,13 +476,13 @@ def render_png(trace: Trace, path: str | Path, slice_only: bool = False) -> Path
     A long trace is drawn as its first `MAX_PNG_STEPS` nodes by relevance (`png_steps`),
     with a note in the title, so that the picture's size and the drawing time stay bounded;
     a dotted edge with `+k` stands for k steps left out. The file is written atomically
-    (`search.itf.write_atomic`): never half a PNG, never through a planted link."""
+    (`search.traces.itf.write_atomic`): never half a PNG, never through a planted link."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError("PNG output needs matplotlib: pip install 'allocheck[png]'") from e
-    from search.itf import write_atomic
+    from search.traces.itf import write_atomic
 
     g = trace_graph(trace)
     sl = causal_slice(trace, g)

@@ -29,7 +29,8 @@ from model.bounds import Bounds, BoundsError
 from model.profiles import FLAG_INFO, ProfileError, get_profile
 from model.state import State, initial_state
 from model.system import System
-from search.naming import (
+from search.result import InternalError
+from search.traces.naming import (
     echo,
     format_call,
     leaf_label,
@@ -38,7 +39,6 @@ from search.naming import (
     state_diff,
     value_label,
 )
-from search.result import InternalError
 
 FORMAT = "ITF"
 FORMAT_VERSION = 1  # of allocheck's use of ITF: bump when a field changes meaning
@@ -412,7 +412,7 @@ def _file_kind(mode: int) -> str:
 
 def loads(text: str, name: str = "<trace>") -> Trace:
     """Parse and fully validate trace text; any problem is one `TraceError` line, with
-    every value it quotes escaped and cut (see `search.naming.one_line`)."""
+    every value it quotes escaped and cut (see `search.traces.naming.one_line`)."""
     name = printable(name, 120)
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,

@@ -1,8 +1,8 @@
 """Counterexample traces: a facade over the modules that do the work.
 
-- `search.naming`: naming state fields and values as the kernel story does; state diffs.
-- `search.itf`: the `Trace` record, its ITF JSON form, atomic save, validated load.
-- `search.replay`: re-executing a trace under its own or another kernel, and why it no
+- `search.traces.naming`: naming state fields and values as the kernel story does; state diffs.
+- `search.traces.itf`: the `Trace` record, its ITF JSON form, atomic save, validated load.
+- `search.traces.replay`: re-executing a trace under its own or another kernel, and why it no
   longer reproduces.
 
 Every public name importable from here before the split still is.
@@ -10,7 +10,7 @@ Every public name importable from here before the split still is.
 
 from __future__ import annotations
 
-from search.itf import (
+from search.traces.itf import (
     FORMAT,
     FORMAT_VERSION,
     META_KEYS,
@@ -32,7 +32,7 @@ from search.itf import (
     trace_from_steps,
     trace_identity,
 )
-from search.naming import (
+from search.traces.naming import (
     ENUM_NAMES,
     Change,
     field_of,
@@ -42,7 +42,7 @@ from search.naming import (
     state_diff,
     value_label,
 )
-from search.replay import ReplayReport, explain_guard, guard_conjuncts, replay
+from search.traces.replay import ReplayReport, explain_guard, guard_conjuncts, replay
 
 __all__ = [
     "ENUM_NAMES",

@@ -28,8 +28,7 @@ from model.logic import CONCRETE, SYMBOLIC
 from model.state import State
 from model.state import leaves as state_leaves
 from model.system import System
-from search.result import HOLDS, UNKNOWN, VIOLATED, InternalError, Result
-from search.symbolic import (
+from search.engines.symbolic import (
     as_z3,
     concretize,
     equal_to,
@@ -38,6 +37,7 @@ from search.symbolic import (
     raise_if_interrupted,
     same_state,
 )
+from search.result import HOLDS, UNKNOWN, VIOLATED, InternalError, Result
 
 ENGINE = "bmc"
 _NO_TIMEOUT_MS = 4294967295  # z3's own default: no limit

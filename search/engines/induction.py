@@ -23,9 +23,9 @@ import z3
 
 from invariants import INVARIANTS
 from model.system import System
-from search.bmc import Encoding, Unrolling, _remaining_ms, new_solver, replay
+from search.engines.bmc import Encoding, Unrolling, _remaining_ms, new_solver, replay
+from search.engines.symbolic import concretize, raise_if_interrupted, state_constraints, states_differ
 from search.result import PROVED, UNKNOWN, VIOLATED, Result
-from search.symbolic import concretize, raise_if_interrupted, state_constraints, states_differ
 
 ENGINE = "k-induction"
 

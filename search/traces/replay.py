@@ -12,8 +12,8 @@ from model.actions import Instance
 from model.actions.reasons import REASONS
 from model.state import State, leaves, rebuild
 from model.system import System
-from search.itf import Trace, _concrete, lookup
-from search.naming import Change, format_call, format_changes, state_diff, value_label
+from search.traces.itf import Trace, _concrete, lookup
+from search.traces.naming import Change, format_call, format_changes, state_diff, value_label
 
 
 @dataclass(frozen=True)
