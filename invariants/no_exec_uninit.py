@@ -17,8 +17,9 @@ from model.state import UNINIT, State
 
 
 def executable(s: State, f: int, L: Logic) -> Any:
-    """Frame `f` can be executed through some kernel mapping (vmalloc or direct map)."""
-    return L.or_(s.areas.pte_x[f], L.and_(s.dmap.present[f], s.dmap.x[f]))
+    """Frame `f` can be executed through some kernel mapping (vmalloc or direct map), or
+    through a TLB entry a lazily unmapped vmalloc alias left behind."""
+    return L.or_(s.areas.pte_x[f], L.and_(s.dmap.present[f], s.dmap.x[f]), s.areas.tlb_x[f])
 
 
 def no_exec_uninit(s: State, c: Ctx, L: Logic) -> Any:

@@ -76,6 +76,12 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "VM_FLUSH_RESET_PERMS: vfree resets the direct map (868b104d7379, 5.2); before, "
         "owners called set_memory_nx/rw themselves before freeing",
     ),
+    "flush_on_reset": FlagInfo(
+        (True, False),
+        "vm_remove_mappings flushes the TLB (_vm_unmap_aliases) between making the direct "
+        "map invalid and resetting it (868b104d7379, 5.2), so no executable TLB entry of the "
+        "vmalloc alias outlives the free; False is a seeded bug",
+    ),
     "free_resets_perms": FlagInfo(
         (True, False),
         "the owner of special-permission memory restores permissions before freeing it "
@@ -83,8 +89,9 @@ FLAG_INFO: dict[str, FlagInfo] = {
     ),
     "cpa_alias": FlagInfo(
         (True, False),
-        "x86 change_page_attr also changes the direct-map alias (cpa_process_alias); "
-        "powerpc's change_memory_attr does not",
+        "x86 change_page_attr also changes the direct-map alias (cpa_process_alias) and "
+        "first flushes every lazily freed vmap area (vm_unmap_aliases); powerpc's "
+        "change_memory_attr does neither",
     ),
     "cpa_alias_nx": FlagInfo(
         (False, True),
@@ -156,6 +163,7 @@ class Flags:
     module_alloc_prot: str = "rw"
     lock_order: str = "ro_then_x"
     flush_reset_perms: bool = True
+    flush_on_reset: bool = True
     free_resets_perms: bool = True
     cpa_alias: bool = True
     cpa_alias_nx: bool = False
@@ -262,6 +270,16 @@ _KPROBES_EVIDENCE = (
     "trampoline or ftrace trampoline page (5.1.0: module_alloc is PAGE_KERNEL_EXEC)"
 )
 
+# Found by the model once lazy TLB flushing was modelled, and checked against the kernel:
+_STALE_TLB_EVIDENCE = (
+    "kernel/module.c free_module (5.1): disable_ro_nx(&mod->core_layout) makes the text RW "
+    "again with set_memory_rw, leaving it executable, then module_memfree -> vfree -> "
+    "__vunmap (mm/vmalloc.c 5.1): remove_vm_area clears the PTEs and queues the area for a "
+    "lazy TLB flush, and the pages are __free_pages'd at once; the 5.2 series' cover letter: "
+    "\"an executable permissioned TLB entry can remain to a freed page ... The root of this "
+    "behavior is vfree lazily flushing the TLB, but not lazily freeing the underlying pages\""
+)
+
 _V52 = Flags(
     huge_vmalloc="none",
     huge_backing="compound",
@@ -302,11 +320,15 @@ PROFILES: dict[str, Profile] = {
             "5.1.5; 5.1.6 took f2c65fb3221a)",
             dataclasses.replace(_V52, module_alloc_prot="rwx", flush_reset_perms=False,
                                 kprobes_insn="rwx_ro", ftrace_tramp="rwx"),
-            frozenset({"wx", "no_exec_uninit"}),
+            frozenset({"wx", "no_exec_uninit", "no_stale_exec"}),
             frozenset(),
-            evidence={"no_exec_uninit": _KPROBES_EVIDENCE},
+            evidence={"no_exec_uninit": _KPROBES_EVIDENCE, "no_stale_exec": _STALE_TLB_EVIDENCE},
             fixed_by={"wx": "f2c65fb3221a (5.2) x86/modules: Avoid breaking W^X while loading modules",
-                      "no_exec_uninit": _USERS_FIXED["no_exec_uninit"]},
+                      "no_exec_uninit": _USERS_FIXED["no_exec_uninit"],
+                      "no_stale_exec": "868b104d7379 \"mm/vmalloc: Add flag for freeing of special "
+                                       "permsissions\" and 1a7b7d922081 \"modules: Use vmalloc "
+                                       "special flag\" (5.2): vfree flushes the TLB before the "
+                                       "pages are freed"},
         ),
         Profile(
             "v5.2",
@@ -466,6 +488,9 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               "fe736565efb7 reverted: a freed program's code stays executable"),
     SeededBug("alias-nx", "v5.19", {"cpa_alias_nx": True}, "direct_map_integrity",
               "set_memory_x also makes the direct-map alias executable"),
+    SeededBug("reset-without-flush", "v5.19", {"flush_on_reset": False}, "no_stale_exec",
+              "vm_remove_mappings resets the direct map but skips _vm_unmap_aliases: a freed "
+              "module's text stays executable through a stale TLB entry (868b104d7379)"),
     SeededBug("no-reset-on-free", "v5.2", {"free_resets_perms": False}, "direct_map_integrity",
               "RO pages go back to the page allocator still RO in the direct map"),
     SeededBug("defio-no-get-page", "v5.19", {"driver_get_page": False}, "refcount_sanity",

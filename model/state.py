@@ -118,6 +118,11 @@ class Areas:
     phase: tuple[int, ...]  # W^X progress of a module or JIT image
     pte_w: tuple[bool, ...]  # per frame: the vmalloc PTE of that frame is writable
     pte_x: tuple[bool, ...]  # per frame: ... executable
+    # per frame: a TLB entry of a lazily unmapped vmalloc alias still grants execute. vfree
+    # clears the PTEs at once but flushes the TLB lazily, while the pages go back to the
+    # page allocator at once (868b104d7379's series: "an executable permissioned TLB entry
+    # can remain to a freed page"); purge_vmap_area_lazy or vm_unmap_aliases drops it
+    tlb_x: tuple[bool, ...]
     bitmap: tuple[bool, ...]  # per area * chunk: bpf_prog_pack bitmap
 
 
@@ -195,6 +200,7 @@ def initial_state(b: Bounds) -> State:
             phase=(PH_ALLOCATED,) * b.areas,
             pte_w=(False,) * n,
             pte_x=(False,) * n,
+            tlb_x=(False,) * n,
             bitmap=(False,) * (b.areas * b.chunks),
         ),
         progs=Progs(

@@ -33,6 +33,7 @@ SEEDED_DEPTH: dict[str, int] = {
     "trampoline-rwx": 1,
     "kprobes-unwritten": 1,
     "ftrace-boot-x-first": 1,
+    "reset-without-flush": 2,
 }
 
 # the shortest violation of each invariant a profile violates only with faults on

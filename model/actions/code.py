@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.actions.base import Ctx, action, lowest_free, product
-from model.actions.cpa import set_memory_ro, set_memory_rw, set_memory_x
+from model.actions.cpa import set_memory_nx, set_memory_ro, set_memory_rw, set_memory_x
 from model.actions.vmalloc import (
     area_free,
     area_is,
@@ -55,13 +55,17 @@ def module_alloc_huge(c: Ctx, npages: int) -> bool:
 
 
 def module_memfree(s: State, area: int, npages: int, fail: bool, c: Ctx, L: Logic,
-                   text: range | None = None, data: range | None = None) -> State:
+                   text: range | None = None, data: range | None = None,
+                   nx_first: bool = False) -> State:
     """module_memfree (kernel/module.c): vfree. Before VM_FLUSH_RESET_PERMS the owner first
     put back what module_alloc had mapped, by hand: 5.1's disable_ro_nx makes the text
     writable again (set_memory_rw, still executable) and the data executable again
-    (set_memory_x); 5.1's bpf_jit_binary_unlock_ro only makes the image writable."""
+    (set_memory_x); 5.1's bpf_jit_binary_unlock_ro only makes the image writable; 5.1's
+    free_insn_page and tramp_free (`nx_first`) make the page NX, then RW."""
     fl = c.flags
     if not fl.flush_reset_perms and fl.free_resets_perms and text is not None:
+        if nx_first:
+            s = set_memory_nx(s, area, text, fail, c, L)
         s = set_memory_rw(s, area, text, fail, c, L)
         if data is not None and len(data):
             s = set_memory_x(s, area, data, fail, c, L)

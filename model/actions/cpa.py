@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.actions.base import Ctx
+from model.actions.tlb import vm_unmap_aliases
 from model.logic import Logic
 from model.state import DirectMap, State, evolve
 
@@ -31,7 +32,8 @@ def change_page_attr(
 ) -> tuple[State, Any]:
     """__change_page_attr_set_clr over `frames` of vm area `area`; returns (state, error).
 
-    For each page: the vmalloc PTE first (the primary), splitting a huge vmalloc mapping
+    x86 flushes every lazily freed vmap area first (vm_unmap_aliases). For each page: the
+    vmalloc PTE first (the primary), splitting a huge vmalloc mapping
     when the range covers only part of it; then, unless only NX changes (x86: "No alias
     checking for _NX bit modifications"), the direct-map alias via cpa_process_alias,
     splitting a direct-map leaf the change covers only partly. A failed split returns
@@ -41,6 +43,10 @@ def change_page_attr(
     b, fl = c.bounds, c.flags
     if not fl.set_memory:
         return s, False  # the generic stubs: return 0, change nothing
+    if fl.cpa_alias:
+        # x86 change_page_attr_set_clr (pageattr.c 5.1, set_memory.c 5.4 on) first calls
+        # vm_unmap_aliases(): "Must avoid aliasing mappings in the highmem code"
+        s = vm_unmap_aliases(s, c, L)
     a = s.areas
     zone = b.zone(area)
     whole_area = len(frames) == b.hpage or frames == zone

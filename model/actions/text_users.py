@@ -154,7 +154,7 @@ def free_insn_page(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """free_insn_page (kernel/kprobes.c) once every slot is free: module_memfree; the
     permissions are put back by VM_FLUSH_RESET_PERMS from 5.2, by set_memory_nx and
     set_memory_rw in 5.1."""
-    return module_memfree(s, p["area"], 1, p["fail"], c, L, text=_page(c, p["area"]))
+    return module_memfree(s, p["area"], 1, p["fail"], c, L, text=_page(c, p["area"]), nx_first=True)
 
 
 # ---- ftrace trampolines ---------------------------------------------------------------------
@@ -208,5 +208,5 @@ def set_ftrace_ops_ro(s: State, p: Params, c: Ctx, L: Logic) -> State:
 def arch_ftrace_trampoline_free(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """arch_ftrace_trampoline_free -> tramp_free (arch/x86/kernel/ftrace.c): module_memfree;
     VM_FLUSH_RESET_PERMS from 5.2, the permissions reset by hand in 5.1."""
-    return module_memfree(s, p["area"], 1, p["fail"], c, L, text=_page(c, p["area"]))
+    return module_memfree(s, p["area"], 1, p["fail"], c, L, text=_page(c, p["area"]), nx_first=True)
 

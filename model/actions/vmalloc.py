@@ -8,6 +8,7 @@ from model.actions.base import Ctx, action, product
 from model.actions.cpa import set_direct_map
 from model.actions.drivers import drivers_cleared
 from model.actions.page_alloc import frames_free, free_vmalloc_pages, vmalloc_pages
+from model.actions.tlb import vm_unmap_aliases
 from model.logic import Logic
 from model.state import (
     OWN_HASH,
@@ -109,14 +110,17 @@ def set_vm_flush_reset_perms(s: State, area: int, L: Logic) -> State:
 
 
 def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: Logic) -> State:
-    """vfree -> __vunmap (mm/vmalloc.c): remove the mapping; for VM_FLUSH_RESET_PERMS
-    (vm_remove_mappings, 5.2) set every page's direct-map alias invalid, flush once, set
-    it back to default, each set_direct_map_* error ignored; then free the pages."""
+    """vfree -> __vunmap (mm/vmalloc.c): remove the mapping, whose TLB entries stay until a
+    lazy purge (an executable one is `tlb_x`); for VM_FLUSH_RESET_PERMS (vm_remove_mappings,
+    5.2) set every page's direct-map alias invalid, flush once (_vm_unmap_aliases: the
+    vmalloc alias and every lazily freed area), set the alias back to default, each
+    set_direct_map_* error ignored; then free the pages."""
     b = c.bounds
     frames = range(b.zone(area).start, b.zone(area).start + npages)
     a = s.areas
-    pte_w, pte_x, bitmap = a.pte_w, a.pte_x, a.bitmap
+    pte_w, pte_x, bitmap, tlb_x = a.pte_w, a.pte_x, a.bitmap, a.tlb_x
     for f in frames:
+        tlb_x = L.store(tlb_x, f, L.or_(tlb_x[f], pte_x[f]))
         pte_w = L.store(pte_w, f, False)
         pte_x = L.store(pte_x, f, False)
     flush = a.flush_reset[area]
@@ -132,17 +136,24 @@ def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: 
         phase=L.store(a.phase, area, PH_ALLOCATED),
         pte_w=pte_w,
         pte_x=pte_x,
+        tlb_x=tlb_x,
         bitmap=bitmap,
     ))
+    # set_direct_map_* are x86's here (ARCH_HAS_SET_DIRECT_MAP); elsewhere the stubs
+    direct_map = c.flags.set_memory
 
     def reset(t: State) -> State:
-        for f in frames:
-            t = set_direct_map(t, f, False, fail, c, L)
-        for f in frames:
-            t = set_direct_map(t, f, True, fail, c, L)
+        if direct_map:
+            for f in frames:
+                t = set_direct_map(t, f, False, fail, c, L)
+        if c.flags.flush_on_reset:
+            t = vm_unmap_aliases(t, c, L)
+        if direct_map:
+            for f in frames:
+                t = set_direct_map(t, f, True, fail, c, L)
         return t
 
-    if c.flags.set_memory:  # set_direct_map_* / set_memory_* are x86 here; stubs elsewhere
+    if direct_map or c.flags.flush_on_reset:
         s = L.when(flush, s, reset)
     return free_vmalloc_pages(s, frames, huge, c, L)
 
@@ -203,3 +214,4 @@ def alloc_large_system_hash(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> St
     from f2edd118d02d (5.18-rc4). One table is enough to show the rule."""
     huge = is_huge(c, c.bounds.hpage, opt_in=c.flags.hash_huge)
     return vm_area_alloc(s, p["area"], c.bounds.hpage, OWN_HASH, huge, False, c, L)
+

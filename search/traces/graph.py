@@ -539,7 +539,7 @@ def _entity(path: str, trace: Trace) -> str:
     if fld == "pages.content":
         return f"frame {idx // b.cells}"
     if fld.startswith("pages.") or fld in ("dmap.present", "dmap.w", "dmap.x",
-                                           "areas.pte_w", "areas.pte_x"):
+                                           "areas.pte_w", "areas.pte_x", "areas.tlb_x"):
         return f"frame {idx}"
     if fld == "dmap.split":
         return f"direct-map leaf {idx}"
@@ -555,6 +555,7 @@ def _entity(path: str, trace: Trace) -> str:
 _MAPPING_FIELDS = {
     "areas.pte_w": "vmalloc mapping writable",
     "areas.pte_x": "vmalloc mapping executable",
+    "areas.tlb_x": "stale TLB entry executable",
     "dmap.present": "direct-map alias present",
     "dmap.w": "direct-map alias writable",
     "dmap.x": "direct-map alias executable",
