@@ -1,0 +1,73 @@
+"""Every configuration flag changes what the model does: some verdict, or some step.
+
+A flag that changes nothing is a claim about the kernel the model cannot check. Flags a
+seeded bug flips are covered by tests/test_sweeps.py (the flip breaks an invariant the base
+profile holds); the others are here, each with the smallest witness found for it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import tests.test_users as test_users
+from model.actions import ACTIONS, Instance
+from model.logic import CONCRETE
+from model.profiles import FLAG_INFO, PROFILES, SEEDED_BUGS
+from model.state import initial_state
+from model.system import System
+from search.engines import bmc
+
+# flag -> (profile, flipped value, invariant, depth, status under the profile, status flipped)
+VERDICT: dict[str, tuple[str, object, str, int, str, str]] = {
+    # 5.2 without VM_FLUSH_RESET_PERMS: the owner resets by hand and vfree flushes lazily
+    "flush_reset_perms": ("v5.2", False, "no_stale_exec", 4, "holds", "violated"),
+    # per-program JIT images instead of packs: no chunk outlives its program in 5.18
+    "bpf_prog_pack": ("v5.18", False, "no_stale_exec", 4, "violated", "holds"),
+    # a 2 MiB pack on 4 KiB pages may land unaligned, and 5.18 finds it by masking
+    "pack_size": ("v5.18", "hpage", "pack_bookkeeping", 4, "holds", "violated"),
+}
+
+# flag -> (profile, flipped value, action, params): that step from boot differs
+STEP: dict[str, tuple[str, object, str, dict[str, object]]] = {
+    "module_alloc_no_huge": ("v5.13-powerpc", False, "move_module", {"area": 0, "npages": 2}),
+    "kvmalloc_huge": ("v5.19", False, "kvmalloc", {"area": 0, "npages": 2}),
+    "hash_huge": ("v5.19", False, "alloc_large_system_hash", {"area": 0}),
+}
+
+# flag -> the test that shows what it changes
+ELSEWHERE: dict[str, str] = {
+    "debug_vm": "test_debug_vm_flag_decides_the_free_time_report",
+    "set_memory": "test_set_memory_flag_changes_the_trace",
+}
+
+
+def test_every_flag_has_a_witness() -> None:
+    seeded = {f for b in SEEDED_BUGS for f in b.overrides}
+    covered = seeded | set(VERDICT) | set(STEP) | set(ELSEWHERE)
+    assert set(FLAG_INFO) <= covered, f"flags that change nothing shown: {set(FLAG_INFO) - covered}"
+    for name in ELSEWHERE.values():
+        assert callable(getattr(test_users, name, None)), name
+
+
+@pytest.mark.parametrize("flag", sorted(VERDICT))
+def test_flag_changes_a_verdict(flag: str) -> None:
+    profile, value, inv, depth, base, flipped = VERDICT[flag]
+    assert getattr(PROFILES[profile].flags, flag) != value
+    got = {}
+    for label, over in (("base", {}), ("flipped", {flag: value})):
+        got[label] = bmc.check(System.build(profile, overrides=over), [inv], depth)[inv].status
+    assert (got["base"], got["flipped"]) == (base, flipped), got
+
+
+@pytest.mark.parametrize("flag", sorted(STEP))
+def test_flag_changes_a_step(flag: str) -> None:
+    profile, value, action, params = STEP[flag]
+    assert getattr(PROFILES[profile].flags, flag) != value
+    after = []
+    for over in ({}, {flag: value}):
+        system = System.build(profile, overrides=over)
+        inst = Instance(ACTIONS[action], tuple(params.items()))
+        s0 = initial_state(system.bounds)
+        assert inst.action.guard(s0, dict(inst.params), system.ctx, CONCRETE)
+        after.append(inst.action.effect(s0, dict(inst.params), system.ctx, CONCRETE))
+    assert after[0] != after[1]
