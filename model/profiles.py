@@ -120,6 +120,12 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "bpf_prog_pack_free refills a program's chunks with bpf_arch_text_invalidate "
         "(fe736565efb7, 5.19)",
     ),
+    "oversized_flush_reset": FlagInfo(
+        (True, False),
+        "bpf_prog_pack_alloc's branch for programs larger than the pack calls "
+        "set_vm_flush_reset_perms before set_memory_ro (57631054fae6, 5.18-rc1); False is a "
+        "seeded bug",
+    ),
     "pack_lookup": FlagInfo(
         ("mask", "range"),
         "bpf_prog_pack_free finds the pack by masking the address, or by range "
@@ -172,6 +178,7 @@ class Flags:
     pack_size: str = "pmd_nodes"
     pack_fill: bool = True
     pack_invalidate: bool = True
+    oversized_flush_reset: bool = True
     pack_lookup: str = "range"
     kvmalloc_huge: bool = True
     hash_huge: bool = True
@@ -491,6 +498,10 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
     SeededBug("reset-without-flush", "v5.19", {"flush_on_reset": False}, "no_stale_exec",
               "vm_remove_mappings resets the direct map but skips _vm_unmap_aliases: a freed "
               "module's text stays executable through a stale TLB entry (868b104d7379)"),
+    SeededBug("oversized-no-flush-reset", "v5.19", {"oversized_flush_reset": False},
+              "direct_map_integrity",
+              "a program larger than the pack gets its own module_alloc without "
+              "set_vm_flush_reset_perms: freed, its pages go back still RO in the direct map"),
     SeededBug("no-reset-on-free", "v5.2", {"free_resets_perms": False}, "direct_map_integrity",
               "RO pages go back to the page allocator still RO in the direct map"),
     SeededBug("defio-no-get-page", "v5.19", {"driver_get_page": False}, "refcount_sanity",

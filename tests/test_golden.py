@@ -149,6 +149,10 @@ KNOWN: tuple[Known, ...] = (
           "a new pack is RO+X before anything is written in it (no_exec_uninit until "
           "d88bb5eed04c, 5.19 and 5.18.y); every other pack step needs a pack",
           "bpf_prog_pack__filled", "bpf_prog_pack_unfilled"),
+    Known(("bpf_jit_binary_pack_alloc(prog, area, fail)",), ("v5.18",), "violates",
+          "a program larger than the pack gets an image that is RO+X before anything is "
+          "written in it (no_exec_uninit until d88bb5eed04c, 5.19 and 5.18.y)",
+          "bpf_prog_pack_oversized__filled", "bpf_prog_pack_oversized_unfilled"),
 )
 
 # The pairs with no golden run under their own profile even with overrides, and where the

@@ -34,6 +34,7 @@ SEEDED_DEPTH: dict[str, int] = {
     "kprobes-unwritten": 1,
     "ftrace-boot-x-first": 1,
     "reset-without-flush": 2,
+    "oversized-no-flush-reset": 2,
 }
 
 # the shortest violation of each invariant a profile violates only with faults on

@@ -8,10 +8,11 @@ from typing import Any
 from model.actions.base import Ctx, action, lowest_free, product
 from model.actions.code import _progs, module_alloc, module_alloc_huge, module_memfree
 from model.actions.cpa import set_memory_ro, set_memory_x
-from model.actions.vmalloc import area_free, set_vm_flush_reset_perms
+from model.actions.vmalloc import area_free, area_is, set_vm_flush_reset_perms
 from model.logic import Logic
 from model.state import (
     CODE,
+    OWN_BPF_JIT,
     OWN_PACK,
     PROG_ALLOCATED,
     PROG_LIVE,
@@ -95,6 +96,44 @@ def alloc_new_pack(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     return _progs(s, L, p["prog"], PROG_ALLOCATED, area, 0)
 
 
+def oversized_pages(c: Ctx) -> int:
+    """The size in frames of a program too large for a pack: one huge page, when that is
+    more than BPF_PROG_PACK_SIZE (the 4 KiB packs of 5.18 to 5.19); larger programs are
+    outside the scope, so where packs are 2 MiB there is none."""
+    return c.bounds.hpage if pack_pages(c) < c.bounds.hpage else 0
+
+
+def _oversized_domain(c: Ctx) -> list[dict[str, Any]]:
+    if not c.flags.bpf_prog_pack or not oversized_pages(c):
+        return []
+    return product(prog=range(c.bounds.progs), area=range(c.bounds.areas), fail=c.fail_choices)
+
+
+@action("bpf", ("prog", "area", "fail"), _oversized_domain,
+        lambda s, p, c, L: area_free(s, p["area"], oversized_pages(c), c, L), _pre_no_prog,
+        implicit=("prog", "area", "fail"), returns="prog")
+def bpf_jit_binary_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """bpf_jit_binary_pack_alloc -> bpf_prog_pack_alloc (kernel/bpf/core.c, 5.18-rc1 on) of
+    a program larger than the pack: "if (size > bpf_prog_pack_size)" it gets its own
+    module_alloc(round_up(size, PAGE_SIZE)), filled with illegal instructions from
+    d88bb5eed04c (5.19, 5.18.2), then set_vm_flush_reset_perms, set_memory_ro, set_memory_x."""
+    area, n = p["area"], oversized_pages(c)
+    s = module_alloc(s, area, n, OWN_BPF_JIT, c, L, content=TRAP if c.flags.pack_fill else UNINIT)
+    if c.flags.oversized_flush_reset:
+        s = set_vm_flush_reset_perms(s, area, L)
+    whole = range(c.bounds.zone(area).start, c.bounds.zone(area).start + n)
+    s = set_memory_ro(s, area, whole, p["fail"], c, L)
+    s = set_memory_x(s, area, whole, p["fail"], c, L)
+    return _progs(s, L, p["prog"], PROG_ALLOCATED, area, 0)
+
+
+def image_cells(c: Ctx, area: int) -> range:
+    """What bpf_arch_text_copy writes of an oversized image: `size` bytes, the whole image
+    but its page tail (the last content cell), which keeps what the allocation left."""
+    first = c.bounds.zone(area).start * c.bounds.cells
+    return range(first, first + oversized_pages(c) * c.bounds.cells - 1)
+
+
 def _alloc_domain(c: Ctx) -> list[dict[str, Any]]:
     if not c.flags.bpf_prog_pack:
         return []
@@ -139,7 +178,14 @@ def bpf_arch_text_copy(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_arch_text_copy -> text_poke_copy (arch/x86/kernel/alternative.c, 5.18-rc1):
     copy the JIT's finished image into the RO+X pack through a temporary mm that maps the
     target writable on this CPU only; the kernel mapping never becomes writable."""
-    s = at_chunk(s, p["prog"], c, L, lambda a, k: _fill(s, chunk_cells(c, a, k), CODE, L))
+    def copy(a: int, k: int) -> State:
+        in_pack = L.eq(s.areas.owner[a], OWN_PACK)
+        t = L.when(in_pack, s, lambda u: _fill(u, chunk_cells(c, a, k), CODE, L))
+        if not oversized_pages(c):
+            return t
+        return L.when(L.not_(in_pack), t, lambda u: _fill(u, image_cells(c, a), CODE, L))
+
+    s = at_chunk(s, p["prog"], c, L, copy)
     return _progs(s, L, p["prog"], PROG_LIVE)
 
 
@@ -152,23 +198,32 @@ def _free_domain(c: Ctx) -> list[dict[str, Any]]:
 @action("bpf", ("prog", "fail"), _free_domain,
         lambda s, p, c, L: L.ne(s.progs.state[p["prog"]], PROG_NONE), implicit=("fail",))
 def bpf_prog_pack_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
-    """bpf_prog_pack_free (kernel/bpf/core.c): find the program's pack (by masking the
-    address with the pack size, or from ea2babac63d4 (6.0) by range); if none is found,
-    WARN_ONCE and leak. Otherwise refill its chunks with bpf_arch_text_invalidate
-    (fe736565efb7, 5.19), clear its bits, and free a pack left empty with module_memfree."""
+    """bpf_prog_pack_free (kernel/bpf/core.c): an image larger than the pack is
+    module_memfree'd; otherwise find the program's pack (by masking the address with the
+    pack size, or from ea2babac63d4 (6.0) by range); if none is found, WARN_ONCE and leak.
+    Otherwise refill its chunks with bpf_arch_text_invalidate (fe736565efb7, 5.19), clear
+    its bits, and free a pack left empty with module_memfree."""
     prog = p["prog"]
 
     def free_at(area: int, chunk: int) -> State:
         t = _progs(s, L, prog, PROG_NONE)
-        found = True if c.flags.pack_lookup == "range" else t.areas.aligned[area]
-
-        def release(u: State) -> State:
-            if c.flags.pack_invalidate:
-                u = _fill(u, chunk_cells(c, area, chunk), TRAP, L)
-            u = _set_bit(u, bit(c, area, chunk), False, L)
-            empty = L.not_(L.any_(u.areas.bitmap[bit(c, area, k)] for k in range(c.bounds.chunks)))
-            return L.when(empty, u, lambda w: module_memfree(w, area, pack_pages(c), p["fail"], c, L))
-
-        return L.when(found, t, release)
+        if oversized_pages(c):
+            own = area_is(s, area, oversized_pages(c), OWN_BPF_JIT, L)
+            t = L.when(own, t, lambda u: module_memfree(u, area, oversized_pages(c), p["fail"], c, L))
+            return L.when(L.not_(own), t, lambda u: _free_in_pack(u, area, chunk, p["fail"], c, L))
+        return _free_in_pack(t, area, chunk, p["fail"], c, L)
 
     return at_chunk(s, prog, c, L, free_at)
+
+
+def _free_in_pack(t: State, area: int, chunk: int, fail: bool, c: Ctx, L: Logic) -> State:
+    found = True if c.flags.pack_lookup == "range" else t.areas.aligned[area]
+
+    def release(u: State) -> State:
+        if c.flags.pack_invalidate:
+            u = _fill(u, chunk_cells(c, area, chunk), TRAP, L)
+        u = _set_bit(u, bit(c, area, chunk), False, L)
+        empty = L.not_(L.any_(u.areas.bitmap[bit(c, area, k)] for k in range(c.bounds.chunks)))
+        return L.when(empty, u, lambda w: module_memfree(w, area, pack_pages(c), fail, c, L))
+
+    return L.when(found, t, release)

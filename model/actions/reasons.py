@@ -81,6 +81,7 @@ REASONS: dict[str, dict[str, tuple[str, ...]]] = {
         "guard": ("a pack still has room: bpf_prog_pack_alloc takes a chunk of it instead",
                   "no vm area slot is free for a new pack, or a lower one is"),
     },
+    "bpf_jit_binary_pack_alloc": {"pre": _LOWEST_PROG, "guard": (_NO_AREA,)},
     "bpf_prog_pack_alloc": {
         "pre": _LOWEST_PROG,
         "guard": ("vm area {area} is no bpf_prog_pack", "chunk {chunk} of the pack is taken",
