@@ -33,6 +33,10 @@ class Bounds:
     progs: int = 2  # BPF program slots
     refs: int = 1  # driver-held struct page pointers (vmalloc_to_page)
     max_ref: int = 3  # largest _refcount / _mapcount the model lets a driver build up
+    # NUMA nodes. A pack sized per node (5.18-rc1: BPF_HPAGE_SIZE * num_online_nodes()) is
+    # `nodes` PMDs; the model keeps it in one slot and gives each PMD chunks/nodes of its
+    # chunks, which is what the free path's address lookup depends on
+    nodes: int = 1
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (2, 64),
@@ -42,6 +46,7 @@ class Bounds:
         "progs": (1, 4),
         "refs": (0, 4),
         "max_ref": (2, 8),
+        "nodes": (1, 4),
     }
 
     def __post_init__(self) -> None:
@@ -56,6 +61,10 @@ class Bounds:
                 "(each vm area slot owns one huge-page zone)"
             )
 
+        if self.chunks % self.nodes:
+            raise BoundsError(f"chunks={self.chunks} must be a multiple of nodes={self.nodes} "
+                              "(each node's PMD of a pack holds the same number of chunks)")
+
     @property
     def cells(self) -> int:
         """Content cells per frame: a one-frame pack holds `chunks` chunks."""
@@ -66,7 +75,14 @@ class Bounds:
         return range(area * self.hpage, (area + 1) * self.hpage)
 
     def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Every bound; `nodes` only when it is not 1, so that traces and scopes written
+        before the bound existed stay what they were."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if OPTIONAL.get(f.name) != v:
+                out[f.name] = v
+        return out
 
     @classmethod
     def parse(cls, text: str) -> Bounds:
@@ -101,6 +117,8 @@ class Bounds:
 
 
 _INT = re.compile(r"-?[0-9]+")
+# bounds left out of a scope when they have this value (traces from before they existed)
+OPTIONAL: dict[str, int] = {"nodes": 1}
 
 
 def _echo(text: str, limit: int = 60) -> str:
@@ -111,4 +129,6 @@ def _echo(text: str, limit: int = 60) -> str:
 
 DEFAULT_BOUNDS = Bounds()
 WIDE = Bounds(frames=16, hpage=4, areas=4, chunks=4, progs=2, refs=2)
-PRESETS = {"small": DEFAULT_BOUNDS, "wide": WIDE}
+# the default scope with two NUMA nodes: where a profile's violated_with_nodes show
+NUMA_BOUNDS = Bounds(nodes=2)
+PRESETS = {"small": DEFAULT_BOUNDS, "wide": WIDE, "numa": NUMA_BOUNDS}

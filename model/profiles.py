@@ -108,8 +108,9 @@ FLAG_INFO: dict[str, FlagInfo] = {
     ),
     "pack_size": FlagInfo(
         ("page", "hpage", "pmd_nodes"),
-        "bpf_prog_pack size: PAGE_SIZE (5.18, 5.19), HPAGE_PMD_SIZE (57631054fae6, "
-        "5.18-rc1), PMD_SIZE * num_possible_nodes() (ea2babac63d4, 6.0)",
+        "bpf_prog_pack size: PAGE_SIZE (5.18, 5.19), BPF_HPAGE_SIZE * num_online_nodes() "
+        "found by BPF_HPAGE_MASK (57631054fae6, ef078600eec2, 5.18-rc1), PMD_SIZE * "
+        "num_possible_nodes() (ea2babac63d4, 6.0)",
     ),
     "pack_fill": FlagInfo(
         (False, True),
@@ -223,11 +224,14 @@ class Profile:
     flags: Flags
     violated: frozenset[str]  # with page-table allocation failures off
     violated_with_faults: frozenset[str] = frozenset()  # additionally, with them on
+    # additionally, with two NUMA nodes (`--bounds numa`: nodes=2), failures off
+    violated_with_nodes: frozenset[str] = frozenset()
     evidence: dict[str, str] = field(default_factory=dict)  # why each declaration holds
     fixed_by: dict[str, str] = field(default_factory=dict)  # invariant -> the fixing commit
 
-    def expected(self, invariant: str, faults: bool) -> str:
-        bad = self.violated | (self.violated_with_faults if faults else frozenset())
+    def expected(self, invariant: str, faults: bool, nodes: int = 1) -> str:
+        bad = (self.violated | (self.violated_with_faults if faults else frozenset())
+               | (self.violated_with_nodes if nodes > 1 else frozenset()))
         return "violated" if invariant in bad else "holds"
 
 
@@ -377,7 +381,16 @@ PROFILES: dict[str, Profile] = {
             _V518RC1,
             frozenset({"no_tail_as_base", "no_exec_uninit", "no_stale_exec", "refcount_sanity", "wx"}),
             frozenset({"direct_map_integrity"}),
+            violated_with_nodes=frozenset({"pack_bookkeeping"}),
             evidence={
+                "pack_bookkeeping": "kernel/bpf/core.c (5.18-rc1, ef078600eec2) "
+                "select_bpf_prog_pack_size: size = BPF_HPAGE_SIZE * num_online_nodes(); "
+                "module_alloc(size) is huge, so bpf_prog_pack_mask = BPF_HPAGE_MASK; "
+                "__vmalloc_node_range aligns a huge area to PMD_SIZE only. bpf_prog_pack_free: "
+                "pack_ptr = (void *)((unsigned long)hdr & bpf_prog_pack_mask); a program in the "
+                "second PMD of a two-node pack finds no pack with that ptr, \"if "
+                "(WARN_ON_ONCE(!found)) goto out;\": its chunks stay set and the pack is never "
+                "freed",
                 "refcount_sanity": _TAIL_REFCOUNT_EVIDENCE,
                 "direct_map_integrity": "mm/vmalloc.c vm_remove_mappings / set_area_direct_map "
                 "(5.18-rc1): set_direct_map_invalid_noflush / _default_noflush on each 4 KiB "
@@ -391,6 +404,9 @@ PROFILES: dict[str, Profile] = {
                                   "instructions; kprobes: " + _USERS_FIXED["no_exec_uninit"],
                 "no_stale_exec": "fe736565efb7 (5.19) bpf_arch_text_invalidate for bpf_prog_pack",
                 "direct_map_integrity": "559089e0a93d (5.18-rc4): packs back on 4 KiB pages",
+                "pack_bookkeeping": "559089e0a93d (5.18-rc4): the probe is no longer huge, so packs "
+                                    "are PAGE_SIZE and found by PAGE_MASK; ea2babac63d4 (6.0) finds "
+                                    "packs of PMD_SIZE * nodes by range",
                 "refcount_sanity": "559089e0a93d and 3b8000ae185c (5.18-rc4)",
                 "wx": _USERS_FIXED["wx"],
             },

@@ -51,4 +51,4 @@ class System:
         """The declared history of this invariant, or None under overrides (no declaration)."""
         if self.overrides:
             return None
-        return self.profile.expected(invariant, self.faults)
+        return self.profile.expected(invariant, self.faults, self.bounds.nodes)

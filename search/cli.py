@@ -306,7 +306,8 @@ def _check_parser() -> _Parser:
                    "no declared history, so any violation counts")
     p.add_argument("--bounds", default="", metavar="K=V,...",
                    help="model scope: small (default: frames=4,hpage=2,areas=2,chunks=2,progs=2,"
-                   "refs=1), wide (frames=16,hpage=4,areas=4,chunks=4,progs=2,refs=2), or K=V,...")
+                   "refs=1), wide (frames=16,hpage=4,areas=4,chunks=4,progs=2,refs=2), numa (small "
+                   "with nodes=2), or K=V,...")
     p.add_argument("--faults", action="store_true",
                    help="page-table allocations may fail (Rick Edgecombe's direct-map splits)")
     p.add_argument("--prove", action="store_true",
@@ -970,7 +971,7 @@ def cmd_show(argv: Sequence[str]) -> int:
 
 
 def cmd_catalog(argv: Sequence[str]) -> int:
-    from model.bounds import DEFAULT_BOUNDS
+    from model.bounds import DEFAULT_BOUNDS, NUMA_BOUNDS
     from model.profiles import PROFILES
 
     p = _Parser(prog="python -m search catalog",
@@ -981,23 +982,29 @@ def cmd_catalog(argv: Sequence[str]) -> int:
     a = p.parse_args(argv)
     saver = Saver(_out_dir(a.out))
     rows: list[Row] = []
-    plan = [(faults, prof, sorted(prof.violated_with_faults if faults else prof.violated))
+    plan = [(faults, DEFAULT_BOUNDS, prof, sorted(prof.violated_with_faults if faults else prof.violated))
             for faults in (False, True) for prof in PROFILES.values()]
+    # what two NUMA nodes add, at the smallest scope that has them
+    plan += [(False, NUMA_BOUNDS, prof, sorted(prof.violated_with_nodes)) for prof in PROFILES.values()]
     # with faults on, only what the faults add: the rest is in the first pass
-    plan = [(f, prof, declared) for f, prof, declared in plan if declared]
-    total = sum(len(declared) for _, _, declared in plan)
+    plan = [(f, b, prof, declared) for f, b, prof, declared in plan if declared]
+    total = sum(len(declared) for _, _, _, declared in plan)
     interrupted = False
     try:
-        for faults, prof, declared in plan:
-            run_check([prof.name], declared, a.depth, "bmc", {}, DEFAULT_BOUNDS, faults,
+        for faults, bounds, prof, declared in plan:
+            first = len(rows)
+            run_check([prof.name], declared, a.depth, "bmc", {}, bounds, faults,
                       False, None, 0, saver, Progress(len(declared)), rows)
+            for r in rows[first:]:
+                r.extra["numa"] = bounds.nodes > 1
     except BaseException as e:
         if not _interrupted(e):
             raise
         _ignore_interrupts()
         interrupted = True
     for r in rows:
-        print(f"{r.profile:<15}{r.invariant:<22}{'faults' if r.faults else '':<8}"
+        how = "faults" if r.faults else "nodes=2" if r.extra.get("numa") else ""
+        print(f"{r.profile:<15}{r.invariant:<22}{how:<8}"
               f"{describe(r, a.depth):<28}{printable(r.trace or '')}")
     return _finish(rows, total, interrupted, saver, exit_code)
 

@@ -21,11 +21,12 @@ def test_catalog_covers_every_declared_violation() -> None:
     for f in FILES:
         t = load(f)
         if not t.overrides:
-            have.add((t.profile, t.invariant, t.faults))
+            have.add((t.profile, t.invariant, t.faults, t.bounds.nodes))
     want = set()
     for p in PROFILES.values():
-        want |= {(p.name, inv, False) for inv in p.violated}
-        want |= {(p.name, inv, True) for inv in p.violated_with_faults}
+        want |= {(p.name, inv, False, 1) for inv in p.violated}
+        want |= {(p.name, inv, True, 1) for inv in p.violated_with_faults}
+        want |= {(p.name, inv, False, 2) for inv in p.violated_with_nodes}
     assert want <= have, f"missing from counterexamples/: {sorted(want - have)}"
 
 

@@ -216,8 +216,18 @@ def bpf_prog_pack_free(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     return at_chunk(s, prog, c, L, free_at)
 
 
+def found_by_mask(t: State, area: int, chunk: int, c: Ctx) -> Any:
+    """Whether masking a program's address finds its pack. 5.18-rc1 (ef078600eec2) sizes a
+    pack BPF_HPAGE_SIZE * num_online_nodes() but masks with BPF_HPAGE_MASK, and module_alloc
+    aligns a huge area to PMD_SIZE only: a program beyond the pack's first PMD masks to an
+    address where no pack starts. Otherwise the mask finds a pack aligned to its own size."""
+    if c.flags.pack_size == "hpage" and chunk >= c.bounds.chunks // c.bounds.nodes:
+        return False
+    return t.areas.aligned[area]
+
+
 def _free_in_pack(t: State, area: int, chunk: int, fail: bool, c: Ctx, L: Logic) -> State:
-    found = True if c.flags.pack_lookup == "range" else t.areas.aligned[area]
+    found = True if c.flags.pack_lookup == "range" else found_by_mask(t, area, chunk, c)
 
     def release(u: State) -> State:
         if c.flags.pack_invalidate:

@@ -609,7 +609,7 @@ def fixing_profile(trace: Trace) -> str | None:
     names = list(PROFILES)
     cands = ([trace.profile] if trace.overrides else []) + names[names.index(trace.profile) + 1:]
     for n in cands:
-        if PROFILES[n].expected(trace.invariant, trace.faults) == "holds":
+        if PROFILES[n].expected(trace.invariant, trace.faults, trace.bounds.nodes) == "holds":
             return n
     return None
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from invariants import INVARIANTS
 from model.actions import ACTIONS, VOCABULARY, Action, Instance
-from model.bounds import Bounds, BoundsError
+from model.bounds import OPTIONAL, Bounds, BoundsError
 from model.profiles import FLAG_INFO, ProfileError, get_profile
 from model.state import State, initial_state
 from model.system import System
@@ -641,7 +641,12 @@ def _from_itf(doc: Any) -> Trace:
 
 def _bounds(x: Any) -> Bounds:
     names = list(Bounds.LIMITS)
-    obj = _obj(x, "#meta.bounds", set(names))
+    # a bound left out at its default (OPTIONAL) may be absent, as Bounds.as_dict writes it
+    given = dict(x) if isinstance(x, dict) else x
+    if isinstance(given, dict):
+        for n, default in OPTIONAL.items():
+            given.setdefault(n, default)
+    obj = _obj(given, "#meta.bounds", set(names))
     try:
         return Bounds(**{n: _int(obj[n], f"#meta.bounds.{n}") for n in names})
     except BoundsError as e:
