@@ -138,6 +138,13 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "made executable while writable (\"Keep image as writeable\"), written after; W^X "
         "from 5b0d1c7bd572 and 19c02415da23 (6.1)",
     ),
+    "bpf_struct_ops": FlagInfo(
+        ("none", "ro_x", "ro_x_no_flush_reset"),
+        "BPF struct_ops maps (85d33df357b6, 5.6 to 6.0): trampolines written into a "
+        "module_alloc'ed page while RW+NX, then set_memory_ro and set_memory_x; on a reg() "
+        "error set_memory_nx, set_memory_rw; ro_x_no_flush_reset (a seeded bug) leaves out "
+        "bpf_struct_ops_map_alloc's set_vm_flush_reset_perms",
+    ),
     "kprobes_insn": FlagInfo(
         ("none", "rwx_ro", "ro_x"),
         "kprobes instruction pages: RW+X from module_alloc then set_memory_ro (5.1.0); "
@@ -184,6 +191,7 @@ class Flags:
     kvmalloc_huge: bool = True
     hash_huge: bool = True
     bpf_trampoline: str = "rwx"
+    bpf_struct_ops: str = "ro_x"
     kprobes_insn: str = "ro_x"
     ftrace_tramp: str = "boot_x_first"
 
@@ -302,11 +310,12 @@ _V52 = Flags(
     kvmalloc_huge=False,
     hash_huge=False,
     bpf_trampoline="none",
+    bpf_struct_ops="none",
     ftrace_tramp="x_while_w",
 )
 _V518RC1 = dataclasses.replace(
     _V52, huge_vmalloc="opt_out", bpf_prog_pack=True, pack_size="hpage", bpf_trampoline="rwx",
-    ftrace_tramp="boot_x_first",
+    bpf_struct_ops="ro_x", ftrace_tramp="boot_x_first",
 )
 _V518 = dataclasses.replace(
     _V518RC1, huge_vmalloc="opt_in", huge_backing="split", pack_size="page",
@@ -458,7 +467,8 @@ PROFILES: dict[str, Profile] = {
 # The base profile without the users that break wx or no_exec_uninit in every x86 version
 # from 5.2 (BPF trampolines, kprobes pages, ftrace trampolines: each leaves part of its page
 # unwritten but executable), for seeded bugs of those two invariants.
-QUIET_USERS: dict[str, Any] = {"bpf_trampoline": "none", "kprobes_insn": "none", "ftrace_tramp": "none"}
+QUIET_USERS: dict[str, Any] = {"bpf_trampoline": "none", "bpf_struct_ops": "none", "kprobes_insn": "none",
+                               "ftrace_tramp": "none"}
 
 
 def get_profile(name: str) -> Profile:
@@ -518,6 +528,10 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               "direct_map_integrity",
               "a program larger than the pack gets its own module_alloc without "
               "set_vm_flush_reset_perms: freed, its pages go back still RO in the direct map"),
+    SeededBug("struct-ops-no-flush-reset", "v5.19", {"bpf_struct_ops": "ro_x_no_flush_reset"},
+              "direct_map_integrity",
+              "a struct_ops map image without set_vm_flush_reset_perms: freed, its page goes "
+              "back still RO in the direct map", QUIET_USERS),
     SeededBug("no-reset-on-free", "v5.2", {"free_resets_perms": False}, "direct_map_integrity",
               "RO pages go back to the page allocator still RO in the direct map"),
     SeededBug("defio-no-get-page", "v5.19", {"driver_get_page": False}, "refcount_sanity",

@@ -63,9 +63,10 @@ BAD_TAIL_REASONS = (BAD_TAIL_MAPPING, BAD_NOT_TAIL, BAD_COMPOUND_HEAD)
     OWN_DISPATCHER,
     OWN_KPROBES,
     OWN_FTRACE,
-) = range(11)
+    OWN_STRUCT_OPS,
+) = range(12)
 OWNERS = ("none", "vmalloc", "kvmalloc", "hash", "module", "bpf_jit", "pack", "bpf_trampoline",
-          "bpf_dispatcher", "kprobes", "ftrace")
+          "bpf_dispatcher", "kprobes", "ftrace", "bpf_struct_ops")
 
 # how far a module or JIT image has got through the W^X protocol
 PH_ALLOCATED, PH_WRITTEN, PH_HALF, PH_LOCKED = 0, 1, 2, 3

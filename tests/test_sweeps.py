@@ -35,6 +35,7 @@ SEEDED_DEPTH: dict[str, int] = {
     "ftrace-boot-x-first": 1,
     "reset-without-flush": 2,
     "oversized-no-flush-reset": 2,
+    "struct-ops-no-flush-reset": 3,
 }
 
 # the shortest violation of each invariant a profile violates only with faults on

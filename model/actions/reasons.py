@@ -94,6 +94,12 @@ REASONS: dict[str, dict[str, tuple[str, ...]]] = {
     "bpf_tramp_image_put": {"guard": ("vm area {area} is no BPF trampoline image",)},
     "bpf_dispatcher_update": {"guard": (_NO_AREA, "the dispatcher's image exists already (one per "
                                         "dispatcher, never freed)")},
+    "bpf_struct_ops_map_alloc": {"guard": (_NO_AREA,)},
+    "bpf_struct_ops_map_update_elem": {
+        "guard": ("vm area {area} is no struct_ops map image",
+                  "the map is registered already (update_elem returns -EBUSY)"),
+    },
+    "bpf_struct_ops_map_free": {"guard": ("vm area {area} is no struct_ops map image",)},
     "alloc_insn_page": {"guard": (_NO_AREA,)},
     "arch_copy_kprobe": {"guard": ("vm area {area} is no kprobes instruction page",
                                    "the page's slot is written already (the model has one slot)")},

@@ -13,7 +13,7 @@ from typing import Any
 
 from model.actions.base import Ctx, action, product
 from model.actions.code import module_alloc, module_memfree
-from model.actions.cpa import set_memory_ro, set_memory_x
+from model.actions.cpa import set_memory_nx, set_memory_ro, set_memory_rw, set_memory_x
 from model.actions.vmalloc import area_free, area_is, set_vm_flush_reset_perms
 from model.logic import Logic
 from model.state import (
@@ -21,9 +21,11 @@ from model.state import (
     OWN_DISPATCHER,
     OWN_FTRACE,
     OWN_KPROBES,
+    OWN_STRUCT_OPS,
     OWN_TRAMPOLINE,
     PH_HALF,
     PH_LOCKED,
+    PH_WRITTEN,
     State,
     evolve,
 )
@@ -117,6 +119,54 @@ def bpf_dispatcher_update(s: State, p: Params, c: Ctx, L: Logic) -> State:
     s = _alloc_page(s, area, OWN_DISPATCHER, c, L)
     s = set_memory_x(s, area, _page(c, area), p["fail"], c, L)
     return _write_first_cell(s, area, c, L)
+
+
+# ---- BPF struct_ops maps (5.6 to 6.0) ---------------------------------------------------
+
+
+@action("bpf", ("area",), _area_domain("bpf_struct_ops"), _new_page,
+        implicit=("area",), returns="area")
+def bpf_struct_ops_map_alloc(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """bpf_struct_ops_map_alloc (kernel/bpf/bpf_struct_ops.c, 5.6 to 6.0; 85d33df357b6):
+    st_map->image = bpf_jit_alloc_exec(PAGE_SIZE), i.e. module_alloc (RW+NX), then
+    set_vm_flush_reset_perms(st_map->image)."""
+    return _alloc_page(s, p["area"], OWN_STRUCT_OPS, c, L,
+                       flush=c.flags.bpf_struct_ops != "ro_x_no_flush_reset")
+
+
+def _not_registered(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+    return L.and_(_free_of(OWN_STRUCT_OPS)(s, p, c, L), L.ne(s.areas.phase[p["area"]], PH_LOCKED))
+
+
+def _update_domain(c: Ctx) -> list[Params]:
+    if c.flags.bpf_struct_ops == "none":
+        return []
+    return product(area=range(c.bounds.areas), reg_ok=(True, False), fail=c.fail_choices)
+
+
+@action("bpf", ("area", "reg_ok", "fail"), _update_domain, _not_registered, implicit=("fail",))
+def bpf_struct_ops_map_update_elem(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """bpf_struct_ops_map_update_elem (kernel/bpf/bpf_struct_ops.c, 5.6 to 6.0): each
+    member's trampoline written into part of the RW+NX image with plain stores
+    (bpf_struct_ops_prepare_trampoline), then set_memory_ro, set_memory_x, and st_ops->reg();
+    if reg() fails, set_memory_nx then set_memory_rw, and the map may be updated again."""
+    area, fail = p["area"], p["fail"]
+    s = _write_first_cell(s, area, c, L)
+    s = set_memory_ro(s, area, _page(c, area), fail, c, L)
+    s = set_memory_x(s, area, _page(c, area), fail, c, L)
+    if p["reg_ok"]:
+        return _phase(s, area, PH_LOCKED, L)
+    s = set_memory_nx(s, area, _page(c, area), fail, c, L)
+    s = set_memory_rw(s, area, _page(c, area), fail, c, L)
+    return _phase(s, area, PH_WRITTEN, L)
+
+
+@action("bpf", ("area", "fail"), _area_domain("bpf_struct_ops", fail=True),
+        _free_of(OWN_STRUCT_OPS), implicit=("fail",))
+def bpf_struct_ops_map_free(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """bpf_struct_ops_map_free (kernel/bpf/bpf_struct_ops.c, 5.6 to 6.0):
+    bpf_jit_free_exec(st_map->image), module_memfree with VM_FLUSH_RESET_PERMS."""
+    return module_memfree(s, p["area"], 1, p["fail"], c, L)
 
 
 # ---- kprobes instruction pages ------------------------------------------------------------
