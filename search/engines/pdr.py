@@ -1,0 +1,519 @@
+"""IC3/PDR: prove an invariant for every depth within the bounds, with the inductive
+invariant as the evidence.
+
+Why our own IC3 and not z3's Spacer: Spacer (z3's CHC engine, `SolverFor("HORN")`) was
+tried first on the same encoding, as one Horn rule with the selector and as one rule per
+action instance, over the bit-vectors and translated to bounded integers. At the default
+bounds it timed out after 150 s on every invariant of v5.19 (measured 2026-11, see
+benchmarks/prove.py): it stays at frame 2-3 and blocks one proof obligation per second,
+because its lemma generalization does not see that the state is a record of small enums.
+This engine is IC3 (Bradley 2011; Een, Mishchenko, Brayton 2011) over exactly that
+structure: a cube is a conjunction of `leaf == value` literals over the flattened state
+(`symbolic.flat`), a lemma is the negation of a cube, and every query is a plain QF_BV
+z3 query over `Encoding.relation` (the same step relation BMC and k-induction unroll).
+
+What is proved is the invariant together with the well-formedness of the state
+(`symbolic.state_constraints`: enum fields in range, counts within `max_ref`), which
+makes the frames much smaller; if some reachable state is not well formed (a profile
+whose refcount underflows), the invariant alone is tried next.
+
+The answer is PROVED only with an inductive invariant `Inv` (the property and the lemmas
+of the frame that became equal to the next one); `search.engines.certificate` checks it
+with a separate plain solver before anybody sees the word. A counterexample that IC3
+finds is replayed on the concrete model: it is a real violation deeper than the bounded
+search went, reported as "not proved" with its length (the bounded result stands).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from invariants import INVARIANTS
+from model.actions import Instance
+from model.logic import CONCRETE, SYMBOLIC, WIDTH
+from model.system import System
+from search.engines import certificate
+from search.engines.bmc import Encoding, _remaining_ms
+from search.engines.symbolic import as_z3, flat, raise_if_interrupted, state_constraints
+from search.result import PROVED, UNKNOWN, Result
+
+ENGINE = "pdr"
+
+Cube = tuple[tuple[int, Any], ...]  # sorted (leaf index, value) pairs: a conjunction
+
+
+
+class GiveUp(Exception):
+    """z3 answered unknown, or the time ran out: no proof, no refutation."""
+
+
+@dataclass
+class Outcome:
+    """What one IC3 run found.
+
+    `status` is "proved" (with `invariant`, a z3 Bool over `Encoding.cur`), "refuted"
+    (with `steps`, a concrete path from the initial state to a state violating the
+    property) or "unknown" (with the reason in `detail`)."""
+
+    status: str
+    invariant: Any = None
+    steps: list[Instance] = field(default_factory=list)
+    detail: str = ""
+    lemmas: int = 0
+    frames: int = 0
+    queries: int = 0
+    with_wf: bool = True
+
+
+@dataclass(order=True)
+class _Obligation:
+    level: int
+    order: int
+    cube: Cube = field(compare=False)
+    # the obligation this one is a predecessor of, and the step that leads there
+    parent: _Obligation | None = field(compare=False, default=None)
+    step: Instance | None = field(compare=False, default=None)
+
+
+def _value(v: Any) -> Any:
+    """A model value (or a concrete leaf) as the Python value a cube stores."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return v % (1 << WIDTH)  # an underflow is -1 concretely, 2**WIDTH - 1 in z3
+    if z3.is_true(v):
+        return True
+    if z3.is_false(v):
+        return False
+    return v.as_long()
+
+
+class IC3:
+    """One IC3 run for one property over one encoding.
+
+    Frames use the delta encoding: a lemma stored at level L holds in frames 1..L, and
+    frame i is the property and every lemma of level >= i. One incremental solver holds
+    the step relation once, the property on the current state (every frame from 1 on
+    lies inside it, and the initial state satisfies it), the initial state under an
+    activation literal and every lemma under the literal of its level."""
+
+    def __init__(self, enc: Encoding, prop: Any, deadline: float | None,
+                 mic_budget: int = 3) -> None:
+        self.enc = enc
+        self.system = enc.system
+        self.xs = [as_z3(v) for v in flat(enc.cur)]
+        self.ys = [as_z3(v) for v in flat(enc.nxt)]
+        self.prop = prop
+        self.deadline = deadline
+        self.mic_budget = mic_budget
+        self.init = tuple(_value(v) for v in flat(self.system.initial()))
+        self.queries = 0
+        self._order = itertools.count()
+        self._tmp = itertools.count()
+        self.levels: list[z3.BoolRef] = []  # activation literal of each level, 0 = Init
+        self.lemmas: dict[Cube, int] = {}  # cube -> level
+        self.solver = self._solver()
+        self.solver.add(enc.relation)
+        self.solver.add(prop)
+        self._level(0)
+        self.solver.add(z3.Implies(self.levels[0], z3.And(*[
+            self._lit(self.xs, i, v) for i, v in enumerate(self.init)])))
+        self._instances: dict[int, tuple[Any, list[Any]]] = {}
+        self._bad_prime = z3.Not(z3.substitute(prop, *zip(self.xs, self.ys, strict=True)))
+
+    # ---- z3 plumbing ----------------------------------------------------------------
+
+    @staticmethod
+    def _solver() -> z3.Solver:
+        # the general incremental solver: measured twice the lemmas per second of
+        # SolverFor("QF_BV") here, whose model conversion took 23 ms a query
+        s = z3.Solver()
+        s.set("random_seed", 0)
+        return s
+
+    def _level(self, i: int) -> None:
+        while len(self.levels) <= i:
+            self.levels.append(z3.Bool(f"pdr.level.{len(self.levels)}"))
+
+    def _lit(self, vs: Sequence[Any], i: int, v: Any) -> Any:
+        x = vs[i]
+        if isinstance(v, bool):
+            return x if v else z3.Not(x)
+        return x == z3.BitVecVal(v, WIDTH)
+
+    def _cube(self, vs: Sequence[Any], c: Cube) -> list[Any]:
+        return [self._lit(vs, i, v) for i, v in c]
+
+    def _check(self, solver: z3.Solver, *assumptions: Any) -> z3.CheckSatResult:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise GiveUp("timeout")
+        solver.set("timeout", _remaining_ms(self.deadline))
+        self.queries += 1
+        r = solver.check(*assumptions)
+        if r == z3.unknown:
+            raise_if_interrupted(solver)
+            raise GiveUp(f"z3 answered unknown ({solver.reason_unknown()})")
+        return r
+
+    def _frame(self, i: int) -> list[Any]:
+        """The activation literals of frame i (0: the initial state)."""
+        if i == 0:
+            return [self.levels[0]]
+        return self.levels[i:]
+
+    def _state(self, model: z3.ModelRef) -> Cube:
+        return tuple((i, _value(model.eval(x, model_completion=True)))
+                     for i, x in enumerate(self.xs))
+
+    def _instance(self, model: z3.ModelRef) -> Instance:
+        idx = model.eval(self.enc.sel, model_completion=True).as_long()
+        return self.system.instances[idx]
+
+    def _effect(self, idx: int) -> tuple[Any, list[Any]]:
+        """Guard and next-state terms of instance `idx`, over the current state."""
+        got = self._instances.get(idx)
+        if got is None:
+            inst = self.system.instances[idx]
+            g = as_z3(inst.guard(self.enc.cur, self.system.ctx, SYMBOLIC))
+            out = [as_z3(v) for v in flat(inst.effect(self.enc.cur, self.system.ctx, SYMBOLIC))]
+            got = self._instances[idx] = (g, out)
+        return got
+
+    def intersects_init(self, c: Cube) -> bool:
+        return all(self.init[i] == v for i, v in c)
+
+    # ---- the IC3 steps --------------------------------------------------------------
+
+    def relative(self, j: int, c: Cube, assume_not_c: bool = True
+                 ) -> tuple[bool, Cube | z3.ModelRef]:
+        """Is `c` reachable in one step from frame j (outside c)? (False, the part of c
+        the unsat core kept) or (True, the model)."""
+        extra = []
+        if assume_not_c and j > 0:
+            t = z3.Bool(f"pdr.tmp.{next(self._tmp)}")
+            self.solver.add(z3.Implies(t, z3.Not(z3.And(*self._cube(self.xs, c)))))
+            extra.append(t)
+        primed = self._cube(self.ys, c)
+        by_id = {p.get_id(): lit for p, lit in zip(primed, c, strict=True)}
+        r = self._check(self.solver, *self._frame(j), *extra, *primed)
+        if r == z3.sat:
+            answer: tuple[bool, Any] = (True, self.solver.model())
+        else:
+            core = {e.get_id() for e in self.solver.unsat_core()}
+            answer = (False, tuple(lit for pid, lit in by_id.items() if pid in core))
+        for t in extra:
+            self.solver.add(z3.Not(t))  # retired (after reading the model or the core)
+        return answer
+
+    def lift(self, model: z3.ModelRef, target: Any | None, c: Cube | None) -> Cube:
+        """The predecessor state of `model`, shrunk to the literals that still force its
+        step (the model's instance) to be enabled and to land in `c` (or in `target`, a
+        formula over the next state)."""
+        state = self._state(model)
+        idx = model.eval(self.enc.sel, model_completion=True).as_long()
+        guard, out = self._effect(idx)
+        if c is not None:
+            after = z3.And(*[out[i] == as_z3(z3.BoolVal(v) if isinstance(v, bool)
+                                             else z3.BitVecVal(v, WIDTH)) for i, v in c])
+        else:
+            after = z3.substitute(target, *zip(self.ys, out, strict=True))
+        s = self._solver()
+        s.add(z3.Not(z3.And(guard, after)))
+        lits = self._cube(self.xs, state)
+        by_id = {e.get_id(): lit for e, lit in zip(lits, state, strict=True)}
+        if self._check(s, *lits) == z3.sat:
+            return state  # cannot happen for a deterministic step; keep the whole state
+        core = {e.get_id() for e in s.unsat_core()}
+        return tuple(lit for pid, lit in by_id.items() if pid in core)
+
+    def _fix_init(self, g: Cube, c: Cube) -> Cube:
+        """`g` widened back by one literal of `c` if it now covers the initial state."""
+        if not self.intersects_init(g):
+            return g
+        for i, v in c:
+            if self.init[i] != v:
+                return tuple(sorted({*g, (i, v)}))
+        raise AssertionError("a cube to block contains the initial state")
+
+    def generalize(self, j: int, c: Cube, core: Cube) -> Cube:
+        """A smaller cube, still unreachable in one step from frame j: the unsat core,
+        then literals dropped one at a time while that stays true (a bounded MIC)."""
+        g = self._fix_init(core or c, c)
+        tries = 0
+        for lit in list(g):
+            if len(g) <= 1 or tries >= self.mic_budget * len(c):
+                break
+            if lit not in g:
+                continue
+            cand = tuple(x for x in g if x != lit)
+            if self.intersects_init(cand):
+                continue
+            tries += 1
+            reached, smaller = self.relative(j, cand)
+            if not reached:
+                g = self._fix_init(smaller or cand, cand)  # type: ignore[arg-type]
+        return g
+
+    def add_lemma(self, c: Cube, level: int) -> None:
+        self._level(level)
+        self.lemmas[c] = level
+        self.solver.add(z3.Implies(self.levels[level], z3.Not(z3.And(*self._cube(self.xs, c)))))
+
+    def block(self, root: _Obligation, k: int) -> _Obligation | None:
+        """Block every obligation down to the initial state; the obligation that reached
+        it (a counterexample) or None when all are blocked."""
+        queue = [root]
+        while queue:
+            ob = heapq.heappop(queue)
+            if ob.level == 0 or self.intersects_init(ob.cube):
+                return ob  # the initial state leads, step by step, to a bad state
+            if self._blocked(ob.cube, ob.level):
+                continue
+            reached, got = self.relative(ob.level - 1, ob.cube)
+            if reached:
+                model = got
+                pre = self.lift(model, None, ob.cube)  # type: ignore[arg-type]
+                heapq.heappush(queue, _Obligation(ob.level - 1, next(self._order), pre, ob,
+                                                  self._instance(model)))  # type: ignore[arg-type]
+                heapq.heappush(queue, ob)
+                continue
+            g = self.generalize(ob.level - 1, ob.cube, got)  # type: ignore[arg-type]
+            level = ob.level
+            while level < k and not self.relative(level, g)[0]:
+                level += 1
+            self.add_lemma(g, level)
+            if level < k:
+                heapq.heappush(queue, _Obligation(level + 1, next(self._order), ob.cube,
+                                                  ob.parent, ob.step))
+        return None
+
+    def _blocked(self, c: Cube, level: int) -> bool:
+        """Syntactically: a lemma of level >= `level` already excludes all of `c`."""
+        cs = set(c)
+        return any(lv >= level and set(lc) <= cs for lc, lv in self.lemmas.items())
+
+    def propagate(self, k: int) -> int | None:
+        """Push lemmas forward; the first level left without a lemma of its own (frame i
+        equals frame i+1: an inductive invariant), or None."""
+        for i in range(1, k + 1):
+            for c, lv in sorted(self.lemmas.items(), key=lambda kv: kv[0]):
+                if lv == i and not self.relative(i, c, assume_not_c=False)[0]:
+                    self.add_lemma(c, i + 1)
+            if all(lv != i for lv in self.lemmas.values()):
+                return i
+        return None
+
+    def run(self, max_frames: int = 10_000) -> Outcome:
+        self._level(1)
+        for k in range(1, max_frames + 1):
+            self._level(k + 1)
+            while True:
+                t = z3.Bool(f"pdr.tmp.{next(self._tmp)}")
+                self.solver.add(z3.Implies(t, self._bad_prime))
+                r = self._check(self.solver, *self._frame(k), t)
+                model = self.solver.model() if r == z3.sat else None
+                self.solver.add(z3.Not(t))
+                if model is None:
+                    break
+                pre = self.lift(model, self._bad_prime, None)
+                root = _Obligation(k, next(self._order), pre, None, self._instance(model))
+                cex = self.block(root, k)
+                if cex is not None:
+                    return Outcome("refuted", steps=self._path(cex), frames=k,
+                                   queries=self.queries, lemmas=len(self.lemmas))
+            fixed = self.propagate(k)
+            if fixed is not None:
+                kept = [c for c, lv in self.lemmas.items() if lv > fixed]
+                inv = z3.And(self.prop, *[z3.Not(z3.And(*self._cube(self.xs, c)))
+                                          for c in sorted(kept)])
+                return Outcome("proved", invariant=inv, frames=k, queries=self.queries,
+                               lemmas=len(kept))
+        return Outcome("unknown", detail=f"no fixpoint within {max_frames} frames",
+                       frames=max_frames, queries=self.queries, lemmas=len(self.lemmas))
+
+    def _path(self, ob: _Obligation) -> list[Instance]:
+        steps: list[Instance] = []
+        while ob.parent is not None or ob.step is not None:
+            assert ob.step is not None
+            steps.append(ob.step)
+            if ob.parent is None:
+                break
+            ob = ob.parent
+        return steps
+
+
+def well_formed(enc: Encoding) -> Any:
+    """The well-formedness of the template state, as one z3 Bool."""
+    return z3.And(*[c for _, c in state_constraints(enc.cur, enc.system.ctx)])
+
+
+def _first_violation(system: System, invariant: str, steps: Sequence[Instance]
+                     ) -> list[Instance] | None:
+    """The prefix of `steps` up to the first state that violates `invariant` on the
+    concrete model, or None (the path violates only well-formedness, or a guard fails:
+    then the symbolic and the concrete model disagree, which replay elsewhere reports)."""
+    inv = INVARIANTS[invariant]
+    s = system.initial()
+    if not inv(s, system.ctx, CONCRETE):
+        return []
+    for n, inst in enumerate(steps, 1):
+        if not inst.guard(s, system.ctx, CONCRETE):
+            return None
+        s = system.step(s, inst)
+        if not inv(s, system.ctx, CONCRETE):
+            return list(steps[:n])
+    return None
+
+
+
+
+# ---- proofs with certificates -------------------------------------------------------
+
+DEFAULT_TIMEOUT = 900.0  # seconds per proof when the caller sets none: never endless
+
+
+@dataclass
+class Proof:
+    """A proof attempt as the command line reports it: a Result, and when PROVED the
+    certificate (already checked by `certificate.check_formula`, not yet saved)."""
+
+    result: Result
+    certificate: certificate.Certificate | None = None
+    check_seconds: float = 0.0
+
+
+def companions(system: System, invariant: str) -> list[str]:
+    """The invariant and, if it is declared to hold, every other invariant declared to
+    hold: one IC3 run on their conjunction proves them all (a stronger property prunes
+    more states than it adds obligations: measured on v5.19, 300 lemmas in 37 s for the
+    five together against 100 in 33 s for direct_map_integrity alone)."""
+    if system.expected(invariant) != "holds":
+        return [invariant]
+    return [invariant] + [n for n in INVARIANTS
+                          if n != invariant and system.expected(n) == "holds"]
+
+
+def _key(system: System) -> tuple[Any, ...]:
+    return (system.profile.name, system.bounds, system.faults, system.scenario,
+            tuple(sorted((k, repr(v)) for k, v in system.overrides.items())))
+
+
+# (configuration) -> [(names proved together, with well-formedness, inductive invariant,
+# seconds, lemmas)]: `--prove` asks for one invariant at a time, and one run serves all
+_PROVED: dict[tuple[Any, ...], list[tuple[list[str], Any, float, int]]] = {}
+_ENCODINGS: dict[tuple[Any, ...], Encoding] = {}
+
+
+def _encoding(system: System) -> Encoding:
+    key = _key(system)
+    if key not in _ENCODINGS:
+        _ENCODINGS.clear()  # one configuration at a time: a run checks profile by profile
+        _PROVED.clear()
+        _ENCODINGS[key] = Encoding.build(system)
+    return _ENCODINGS[key]
+
+
+def _attempts(system: System, invariant: str) -> list[tuple[list[str], bool]]:
+    """Properties to try, strongest first: the companions with well-formedness, the
+    invariant with well-formedness, the invariant alone."""
+    together = companions(system, invariant)
+    first = [(together, True)] if len(together) > 1 else []
+    return [*first, ([invariant], True), ([invariant], False)]
+
+
+def _property(enc: Encoding, names: Sequence[str], wf: bool) -> Any:
+    return z3.And(*[as_z3(enc.invariant(n, enc.cur)) for n in names],
+                  *([well_formed(enc)] if wf else []))
+
+
+def prove(system: System, invariant: str, timeout: float | None = None) -> Proof:
+    """PROVED only with a certificate that `certificate.check_formula` accepted;
+    otherwise UNKNOWN with "not proved: ..." saying why (a counterexample IC3 found and
+    the concrete model confirmed, a timeout, z3's unknown, a certificate that failed)."""
+    if invariant not in INVARIANTS:
+        raise KeyError(f"unknown invariant {invariant!r}")
+    t0 = time.monotonic()
+    budget = DEFAULT_TIMEOUT if timeout is None else timeout
+    deadline = t0 + budget
+    z3.set_param("smt.random_seed", 0)
+    z3.set_param("sat.random_seed", 0)
+    enc = _encoding(system)
+    for names, inv, seconds, lemmas in _PROVED.get(_key(system), []):
+        if invariant in names:
+            return _certified(system, invariant, enc, inv, seconds, lemmas, deadline, t0,
+                              f"proved together with {', '.join(n for n in names if n != invariant)}"
+                              if len(names) > 1 else "")
+    why: list[str] = []
+    for names, wf in _attempts(system, invariant):
+        what = "+".join(names) + (" with well-formedness" if wf else "")
+        prop = _property(enc, names, wf)
+        t1 = time.monotonic()
+        try:
+            out = _already_inductive(system, invariant, prop, enc, deadline)
+            if out is None:
+                out = IC3(enc, prop, deadline).run()
+        except GiveUp as e:
+            why.append(f"{what}: {e}")
+            break
+        if out.status == "proved":
+            seconds = time.monotonic() - t1
+            _PROVED.setdefault(_key(system), []).append((names, out.invariant, seconds, out.lemmas))
+            return _certified(system, invariant, enc, out.invariant, seconds, out.lemmas,
+                              deadline, t0, f"{out.lemmas} lemmas, {out.frames} frames"
+                              + (f", together with {', '.join(names[1:])}" if len(names) > 1
+                                 else "") + (", well-formedness" if wf else ""))
+        if out.status == "refuted":
+            real = _first_violation(system, invariant, out.steps)
+            if real is not None:
+                why.append(f"{invariant} is violated after {len(real)} steps: "
+                           + " ; ".join(map(str, real)))
+                break
+            broken = [n for n in names[1:] if _first_violation(system, n, out.steps) is not None]
+            why.append(f"{what}: a reachable state breaks "
+                       + (", ".join(broken) if broken else "well-formedness"))
+            continue
+        why.append(f"{what}: {out.detail}")
+        break
+    return Proof(Result(invariant, ENGINE, UNKNOWN, 0, [], time.monotonic() - t0,
+                        "not proved: " + "; ".join(why)))
+
+
+def _already_inductive(system: System, invariant: str, prop: Any, enc: Encoding,
+                       deadline: float | None) -> Outcome | None:
+    """The property itself as the invariant, when it is 1-inductive (three queries,
+    before IC3 spends minutes finding lemmas it does not need)."""
+    text = certificate.to_smtlib(prop, enc)
+    v = certificate.check_formula(system, invariant, text, _left(deadline), enc)
+    if v.valid is None:
+        raise GiveUp(v.reason)
+    return Outcome("proved", invariant=prop) if v.valid else None
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _certified(system: System, invariant: str, enc: Encoding, inv: Any, seconds: float,
+               lemmas: int, deadline: float, t0: float, how: str) -> Proof:
+    """The certificate of `inv` for `invariant`, checked from its SMT-LIB text."""
+    cert = certificate.make(system, invariant, inv, enc, ENGINE, seconds, lemmas)
+    left = _left(deadline)
+    v = certificate.check_formula(system, invariant, cert.formula,
+                                  None if left is None else max(left, 60.0), enc)
+    elapsed = time.monotonic() - t0
+    if v.valid:
+        return Proof(Result(invariant, ENGINE, PROVED, 0, [], elapsed,
+                            f"inductive invariant: {how}" if how else "inductive invariant"),
+                     cert, v.seconds)
+    # an invariant IC3 found that the plain check rejects is a bug of this engine; it is
+    # reported, never printed as proved
+    state = "rejected by its check (an engine bug)" if v.valid is False else "unchecked"
+    return Proof(Result(invariant, ENGINE, UNKNOWN, 0, [], elapsed,
+                        f"not proved: the certificate is {state}: {v.reason}"))
