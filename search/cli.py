@@ -286,7 +286,7 @@ def _check_parser() -> _Parser:
     p = _Parser(
         prog="python -m search",
         description="Check Linux allocator invariants on kernel-version profiles. "
-        "Subcommands: list, replay FILE..., show FILE, catalog, run FILE... (see "
+        "Subcommands: list, replay FILE..., show FILE, catalog, run FILE..., certify FILE (see "
         "`python -m search SUBCOMMAND --help`). Exit codes: 0 as declared, 3 some result unknown, 12 an "
         "undeclared violation, 13 a declared one not reproduced, 2 bad input, 74 an output "
         "not written, 130 interrupted, 255 internal error.",
@@ -311,7 +311,11 @@ def _check_parser() -> _Parser:
     p.add_argument("--faults", action="store_true",
                    help="page-table allocations may fail (Rick Edgecombe's direct-map splits)")
     p.add_argument("--prove", action="store_true",
-                   help="try k-induction (k up to --depth) on every invariant that holds")
+                   help="prove every invariant that holds to --depth for every depth within the "
+                   "bounds (IC3): 'proved' only with an inductive invariant checked by a separate "
+                   "z3 query and saved as a certificate under $ALLOCHECK_CERTIFICATES (default "
+                   "counterexamples/certificates/; `certify FILE` re-checks one); otherwise "
+                   "'not proved: why'. Up to --timeout, else 900 s, per invariant")
     p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="limit on the wall time of each profile's check, everything included "
                    "(building the z3 encoding, every query; bfs: the whole search), and of each "
@@ -657,29 +661,44 @@ def _run_distributed(profiles: list[str], invariants: list[str], depth: int, eng
 
 
 def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result) -> Result:
-    from search.engines import induction
+    """--prove on an invariant that holds to `depth`: IC3 (search.engines.pdr). PROVED
+    only with an inductive invariant that a separate plain z3 check accepted and that is
+    saved as a certificate (`python -m search certify FILE` checks it again); anything
+    else keeps the bounded result, with "not proved: why" in its detail. Certificates go
+    to $ALLOCHECK_CERTIFICATES, by default counterexamples/certificates/ (this function
+    is also what a worker process or a cluster task runs, which know no --out)."""
+    from search.engines import certificate, pdr
 
     try:
         with _deadline(timeout):
-            proof = induction.prove(system, inv, max(depth, 1), timeout=timeout)
+            proof = pdr.prove(system, inv, timeout)
     except BaseException as e:
         if not _timed_out(e):
             raise
         bounded.detail = f"{bounded.detail}; not proved: timeout after {timeout:g}s"
         return bounded
-    if proof.status == PROVED:
-        proof.seconds += bounded.seconds
-        return proof
-    bounded.detail = f"{bounded.detail}; {proof.detail}" if proof.detail else bounded.detail
-    return bounded
+    r = proof.result
+    if r.status != PROVED or proof.certificate is None:
+        bounded.detail = f"{bounded.detail}; {r.detail}"
+        return bounded
+    folder = os.environ.get("ALLOCHECK_CERTIFICATES") or os.path.join(DEFAULT_OUT, "certificates")
+    try:
+        path = certificate.save(proof.certificate, folder)
+    except OSError as e:  # no certificate, no proof
+        bounded.detail = (f"{bounded.detail}; not proved: the certificate could not be saved "
+                          f"under {echo(folder)}: {_os_reason(e)}")
+        return bounded
+    r.seconds += bounded.seconds
+    r.detail = f"{r.detail}; certificate {path} (checked in {proof.check_seconds:.1f}s)"
+    return r
 
 
 def describe(row: Row, depth: int) -> str:
     r = row.result
     if r.status == VIOLATED:
         return f"violated at depth {r.depth}"
-    if r.status == PROVED:
-        return f"proved (k={r.depth})"
+    if r.status == PROVED:  # pdr: with a checked certificate; bfs: the space exhausted
+        return "proved (certified)" if r.engine == "pdr" else f"proved ({r.engine}, k={r.depth})"
     if r.status == HOLDS:
         return f"holds to depth {r.depth}"
     return f"unknown ({r.detail.split(';')[0]})" if r.detail else "unknown"
@@ -1009,6 +1028,51 @@ def cmd_catalog(argv: Sequence[str]) -> int:
     return _finish(rows, total, interrupted, saver, exit_code)
 
 
+def cmd_certify(argv: Sequence[str]) -> int:
+    """`certify FILE`: check a saved proof certificate again, from scratch: the system is
+    rebuilt from the file's profile, overrides, bounds and faults, the formula parsed
+    (never evaluated) against its state variables, and the three conditions asked of a
+    fresh plain z3 solver. Exit 0 valid, 1 invalid, 3 z3 could not tell, 2 bad input."""
+    from search.engines import certificate
+
+    p = _Parser(prog="python -m search certify",
+                description="Re-check a proof certificate (written by --prove): the initial "
+                "state satisfies its inductive invariant, every action instance preserves it, "
+                "and it implies the invariant. Prints valid or invalid: the condition that "
+                "failed. Exit 0 valid, 1 invalid, 3 unknown (z3 gave up or --timeout), "
+                "2 bad input.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
+                   help="limit on z3's time for the three checks (default: none)")
+    a = p.parse_args(argv)
+    try:
+        cert = certificate.load(a.file)
+        verdict = certificate.check(cert, a.timeout)
+    except certificate.CertificateError as e:
+        raise UsageError(f"{str(e) if str(e).startswith(a.file) else a.file + ': ' + str(e)}"
+                         ) from None
+    if verdict.valid is None:
+        print(f"unknown: {printable(verdict.reason)}")
+        flush_stdout()
+        say(f"{a.file}: not checked: {verdict.reason}")
+        return EXIT_UNKNOWN
+    if not verdict.valid:
+        print(f"invalid: {printable(verdict.reason)}")
+        flush_stdout()
+        say(f"{a.file}: certificate rejected: {verdict.reason}")
+        return EXIT_NOT_REPRODUCED
+    print(f"valid: {cert.profile} {cert.invariant} proved at bounds "
+          + ",".join(f"{k}={v}" for k, v in cert.bounds.items())
+          + (" with faults" if cert.faults else "")
+          + (f" with {', '.join(f'{k}={v}' for k, v in cert.overrides.items())}"
+             if cert.overrides else "")
+          + f" (checked in {verdict.seconds:.1f}s)")
+    if not verdict.same_encoding:
+        print("note: the model's encoding changed since the certificate was made; it is "
+              "valid for the model as it is now")
+    return EXIT_OK
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     """`run FILE...`: scenarios (search/scenario_cli.py), under this module's error and
     interrupt handling."""
@@ -1026,7 +1090,7 @@ def _history(argv: Sequence[str]) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list, "replay": cmd_replay, "show": cmd_show, "catalog": cmd_catalog,
-    "run": cmd_run, "history": _history,
+    "run": cmd_run, "history": _history, "certify": cmd_certify,
 }
 
 

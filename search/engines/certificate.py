@@ -135,9 +135,21 @@ def to_smtlib(inv: Any, enc: Encoding) -> str:
     them out for a standalone SMT-LIB2 file."""
     named = named_state(enc.cur)
     pairs = [(a, as_z3(b)) for a, b in zip(flat(enc.cur), flat(named), strict=True)]
-    term = z3.substitute(inv, *pairs)
-    parts = list(term.children()) if z3.is_and(term) else [term]
+    parts = _conjuncts(z3.substitute(inv, *pairs))
     return "\n".join(f"(assert {' '.join(p.sexpr().split())})" for p in parts) + "\n"
+
+
+def _conjuncts(term: Any) -> list[Any]:
+    """The conjuncts of nested `and`s, in order: one assertion per lemma."""
+    out: list[Any] = []
+    todo = [term]
+    while todo:
+        t = todo.pop()
+        if z3.is_and(t):
+            todo.extend(reversed(t.children()))
+        else:
+            out.append(t)
+    return out
 
 
 def declarations(cert: Certificate) -> str:
