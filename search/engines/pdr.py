@@ -2,26 +2,30 @@
 invariant as the evidence.
 
 Why our own IC3 and not z3's Spacer: Spacer (z3's CHC engine, `SolverFor("HORN")`) was
-tried first on the same encoding, as one Horn rule with the selector and as one rule per
-action instance, over the bit-vectors and translated to bounded integers. At the default
-bounds it timed out after 150 s on every invariant of v5.19 (measured 2026-11, see
-benchmarks/prove.py): it stays at frame 2-3 and blocks one proof obligation per second,
-because its lemma generalization does not see that the state is a record of small enums.
-This engine is IC3 (Bradley 2011; Een, Mishchenko, Brayton 2011) over exactly that
-structure: a cube is a conjunction of `leaf == value` literals over the flattened state
-(`symbolic.flat`), a lemma is the negation of a cube, and every query is a plain QF_BV
-z3 query over `Encoding.relation` (the same step relation BMC and k-induction unroll).
+tried first on the same encoding (Init -> Inv; Inv & wf & T -> Inv'; Inv & !P -> false),
+as one Horn rule with the selector and as one rule per action instance, over the
+bit-vectors and translated to bounded integers. At the default bounds it timed out after
+150 s on v5.19's direct_map_integrity and no_tail_as_base in every form (measured here,
+2026-11): it stays at frame 2-3 and blocks about one proof obligation a second, its
+lemmas too specific for a state that is a record of small enums. This engine is IC3
+(Bradley 2011; Een, Mishchenko and Brayton 2011) over exactly that structure: a cube is
+a conjunction of `leaf == value` literals over the flattened state (`symbolic.flat`), a
+predecessor is lifted to the literals that force its step, a lemma (a negated cube) is
+shrunk by unsat cores and by dropping literals, and every query is a plain z3 query
+over the step relation written as `Encoding.build` writes it.
 
-What is proved is the invariant together with the well-formedness of the state
-(`symbolic.state_constraints`: enum fields in range, counts within `max_ref`), which
-makes the frames much smaller; if some reachable state is not well formed (a profile
-whose refcount underflows), the invariant alone is tried next.
+Two things make it fast enough: the cone of influence (`Cone`: IC3 sees only the leaves
+the invariant depends on, 46 to 68 of v5.19's 97; first measured without it, one
+invariant took 271 s, and all five together did not finish in 400 s), and proving the
+invariant together with the well-formedness of those leaves (enum fields in range, counts
+within `max_ref`), which keeps junk values out of the frames. If some reachable state is
+not well formed (a profile whose refcount underflows), the invariant alone is tried next.
 
-The answer is PROVED only with an inductive invariant `Inv` (the property and the lemmas
-of the frame that became equal to the next one); `search.engines.certificate` checks it
-with a separate plain solver before anybody sees the word. A counterexample that IC3
-finds is replayed on the concrete model: it is a real violation deeper than the bounded
-search went, reported as "not proved" with its length (the bounded result stands).
+The answer is PROVED only with an inductive invariant (the property and the lemmas of
+the frame that became equal to the next one) that `search.engines.certificate` checked
+with a separate plain solver against the whole step relation. A counterexample IC3
+finds is replayed on the concrete model: a real violation is reported as "not proved"
+with its steps (the bounded result stands; it is deeper than the bounded search went).
 """
 
 from __future__ import annotations
@@ -69,7 +73,6 @@ class Outcome:
     lemmas: int = 0
     frames: int = 0
     queries: int = 0
-    with_wf: bool = True
 
 
 @dataclass(order=True)
@@ -95,6 +98,107 @@ def _value(v: Any) -> Any:
     return v.as_long()
 
 
+@dataclass
+class Cone:
+    """The cone of influence of a property: the leaves it reads, and (to a fixpoint) every
+    leaf read by the guard of an instance that writes one of those, or by what it
+    writes there. Instances that write none of them only stutter as far as the property
+    is concerned, so the states the cone reaches are exactly the projections of the
+    reachable states: IC3 searches the cone (46 to 68 of v5.19's 97 leaves), and an
+    invariant over the cone is one over the whole state, which the certificate check
+    verifies against the whole step relation.
+
+    `relation` is over `xs`, `ys` and `sel`, built as `Encoding.build` builds its own:
+    each kept leaf's next value an `If` chain over the instances that write it."""
+
+    system: System
+    keep: list[int]  # leaf indices, in `flat` order
+    xs: list[Any]
+    ys: list[Any]
+    sel: Any
+    init: tuple[Any, ...]
+    guards: dict[int, Any]  # instance index -> guard (only the instances that write the cone)
+    outs: dict[int, list[Any]]  # instance index -> next values of the kept leaves
+    relation: Any
+
+
+def _free(term: Any, index: dict[int, int]) -> set[int]:
+    """The leaf indices (by `index`: z3 id -> leaf) that occur in `term`."""
+    out: set[int] = set()
+    seen: set[int] = set()
+    todo = [term]
+    while todo:
+        t = todo.pop()
+        if t.get_id() in seen:
+            continue
+        seen.add(t.get_id())
+        if t.get_id() in index:
+            out.add(index[t.get_id()])
+        todo.extend(t.children())
+    return out
+
+
+@dataclass
+class Steps:
+    """Every instance's guard and next-state leaves over `Encoding.cur`, computed once
+    per configuration (the symbolic effects are the expensive part of building)."""
+
+    enc: Encoding
+    guards: list[Any]
+    outs: list[list[Any]]
+    reads: list[set[int]]  # leaves the guard reads
+    writes: list[dict[int, set[int]]]  # leaf written -> leaves its new value reads
+
+    @classmethod
+    def build(cls, enc: Encoding) -> Steps:
+        system = enc.system
+        xs = [as_z3(v) for v in flat(enc.cur)]
+        index = {x.get_id(): i for i, x in enumerate(xs)}
+        guards, outs, reads, writes = [], [], [], []
+        for inst in system.instances:
+            g = as_z3(inst.guard(enc.cur, system.ctx, SYMBOLIC))
+            out = [as_z3(v) for v in flat(inst.effect(enc.cur, system.ctx, SYMBOLIC))]
+            guards.append(g)
+            outs.append(out)
+            reads.append(_free(g, index))
+            writes.append({j: _free(o, index) for j, o in enumerate(out) if not o.eq(xs[j])})
+        return cls(enc, guards, outs, reads, writes)
+
+    def cone(self, prop: Any) -> Cone:
+        enc = self.enc
+        xs = [as_z3(v) for v in flat(enc.cur)]
+        ys = [as_z3(v) for v in flat(enc.nxt)]
+        index = {x.get_id(): i for i, x in enumerate(xs)}
+        keep = _free(prop, index)
+        while True:
+            grown = set(keep)
+            for reads, writes in zip(self.reads, self.writes, strict=True):
+                hit = [j for j in writes if j in keep]
+                if hit:
+                    grown |= reads
+                    for j in hit:
+                        grown |= writes[j]
+            if grown == keep:
+                break
+            keep = grown
+        kept = sorted(keep)
+        writers = [i for i, w in enumerate(self.writes) if any(j in keep for j in w)
+                   and not z3.is_false(self.guards[i])]
+        sel = enc.sel
+        conj = [z3.Or(*[z3.And(sel == i, self.guards[i]) for i in writers])
+                if writers else z3.BoolVal(False)]
+        for j in kept:
+            value: Any = xs[j]
+            for i in reversed(writers):
+                if j in self.writes[i]:
+                    value = z3.If(sel == i, self.outs[i][j], value)
+            conj.append(ys[j] == value)
+        init = tuple(_value(v) for v in flat(enc.system.initial()))
+        return Cone(enc.system, kept, [xs[j] for j in kept], [ys[j] for j in kept], sel,
+                    tuple(init[j] for j in kept), {i: self.guards[i] for i in writers},
+                    {i: [self.outs[i][j] for j in kept] for i in writers}, z3.And(*conj))
+
+
 class IC3:
     """One IC3 run for one property over one encoding.
 
@@ -104,28 +208,28 @@ class IC3:
     lies inside it, and the initial state satisfies it), the initial state under an
     activation literal and every lemma under the literal of its level."""
 
-    def __init__(self, enc: Encoding, prop: Any, deadline: float | None,
+    def __init__(self, cone: Cone, prop: Any, deadline: float | None,
                  mic_budget: int = 3) -> None:
-        self.enc = enc
-        self.system = enc.system
-        self.xs = [as_z3(v) for v in flat(enc.cur)]
-        self.ys = [as_z3(v) for v in flat(enc.nxt)]
+        self.cone = cone
+        self.system = cone.system
+        self.xs = cone.xs
+        self.ys = cone.ys
+        self.sel = cone.sel
         self.prop = prop
         self.deadline = deadline
         self.mic_budget = mic_budget
-        self.init = tuple(_value(v) for v in flat(self.system.initial()))
+        self.init = cone.init
         self.queries = 0
         self._order = itertools.count()
         self._tmp = itertools.count()
         self.levels: list[z3.BoolRef] = []  # activation literal of each level, 0 = Init
         self.lemmas: dict[Cube, int] = {}  # cube -> level
         self.solver = self._solver()
-        self.solver.add(enc.relation)
+        self.solver.add(cone.relation)
         self.solver.add(prop)
         self._level(0)
         self.solver.add(z3.Implies(self.levels[0], z3.And(*[
             self._lit(self.xs, i, v) for i, v in enumerate(self.init)])))
-        self._instances: dict[int, tuple[Any, list[Any]]] = {}
         self._bad_prime = z3.Not(z3.substitute(prop, *zip(self.xs, self.ys, strict=True)))
 
     # ---- z3 plumbing ----------------------------------------------------------------
@@ -173,18 +277,8 @@ class IC3:
                      for i, x in enumerate(self.xs))
 
     def _instance(self, model: z3.ModelRef) -> Instance:
-        idx = model.eval(self.enc.sel, model_completion=True).as_long()
+        idx = model.eval(self.sel, model_completion=True).as_long()
         return self.system.instances[idx]
-
-    def _effect(self, idx: int) -> tuple[Any, list[Any]]:
-        """Guard and next-state terms of instance `idx`, over the current state."""
-        got = self._instances.get(idx)
-        if got is None:
-            inst = self.system.instances[idx]
-            g = as_z3(inst.guard(self.enc.cur, self.system.ctx, SYMBOLIC))
-            out = [as_z3(v) for v in flat(inst.effect(self.enc.cur, self.system.ctx, SYMBOLIC))]
-            got = self._instances[idx] = (g, out)
-        return got
 
     def intersects_init(self, c: Cube) -> bool:
         return all(self.init[i] == v for i, v in c)
@@ -217,8 +311,8 @@ class IC3:
         step (the model's instance) to be enabled and to land in `c` (or in `target`, a
         formula over the next state)."""
         state = self._state(model)
-        idx = model.eval(self.enc.sel, model_completion=True).as_long()
-        guard, out = self._effect(idx)
+        idx = model.eval(self.sel, model_completion=True).as_long()
+        guard, out = self.cone.guards[idx], self.cone.outs[idx]
         if c is not None:
             after = z3.And(*[out[i] == as_z3(z3.BoolVal(v) if isinstance(v, bool)
                                              else z3.BitVecVal(v, WIDTH)) for i, v in c])
@@ -349,11 +443,6 @@ class IC3:
         return steps
 
 
-def well_formed(enc: Encoding) -> Any:
-    """The well-formedness of the template state, as one z3 Bool."""
-    return z3.And(*[c for _, c in state_constraints(enc.cur, enc.system.ctx)])
-
-
 def _first_violation(system: System, invariant: str, steps: Sequence[Instance]
                      ) -> list[Instance] | None:
     """The prefix of `steps` up to the first state that violates `invariant` on the
@@ -389,95 +478,69 @@ class Proof:
     check_seconds: float = 0.0
 
 
-def companions(system: System, invariant: str) -> list[str]:
-    """The invariant and, if it is declared to hold, every other invariant declared to
-    hold: one IC3 run on their conjunction proves them all (a stronger property prunes
-    more states than it adds obligations: measured on v5.19, 300 lemmas in 37 s for the
-    five together against 100 in 33 s for direct_map_integrity alone)."""
-    if system.expected(invariant) != "holds":
-        return [invariant]
-    return [invariant] + [n for n in INVARIANTS
-                          if n != invariant and system.expected(n) == "holds"]
-
-
 def _key(system: System) -> tuple[Any, ...]:
     return (system.profile.name, system.bounds, system.faults, system.scenario,
             tuple(sorted((k, repr(v)) for k, v in system.overrides.items())))
 
 
-# (configuration) -> [(names proved together, with well-formedness, inductive invariant,
-# seconds, lemmas)]: `--prove` asks for one invariant at a time, and one run serves all
-_PROVED: dict[tuple[Any, ...], list[tuple[list[str], Any, float, int]]] = {}
-_ENCODINGS: dict[tuple[Any, ...], Encoding] = {}
+# the last configuration's encoding and instance terms: `--prove` asks for one invariant
+# at a time, profile by profile, and building them takes seconds
+_CACHE: dict[tuple[Any, ...], Steps] = {}
 
 
-def _encoding(system: System) -> Encoding:
+def steps_of(system: System) -> Steps:
     key = _key(system)
-    if key not in _ENCODINGS:
-        _ENCODINGS.clear()  # one configuration at a time: a run checks profile by profile
-        _PROVED.clear()
-        _ENCODINGS[key] = Encoding.build(system)
-    return _ENCODINGS[key]
-
-
-def _attempts(system: System, invariant: str) -> list[tuple[list[str], bool]]:
-    """Properties to try, strongest first: the companions with well-formedness, the
-    invariant with well-formedness, the invariant alone."""
-    together = companions(system, invariant)
-    first = [(together, True)] if len(together) > 1 else []
-    return [*first, ([invariant], True), ([invariant], False)]
-
-
-def _property(enc: Encoding, names: Sequence[str], wf: bool) -> Any:
-    return z3.And(*[as_z3(enc.invariant(n, enc.cur)) for n in names],
-                  *([well_formed(enc)] if wf else []))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = Steps.build(Encoding.build(system))
+    return _CACHE[key]
 
 
 def prove(system: System, invariant: str, timeout: float | None = None) -> Proof:
     """PROVED only with a certificate that `certificate.check_formula` accepted;
     otherwise UNKNOWN with "not proved: ..." saying why (a counterexample IC3 found and
-    the concrete model confirmed, a timeout, z3's unknown, a certificate that failed)."""
+    the concrete model confirmed, a timeout, z3's unknown, a certificate that failed).
+
+    First the invariant with well-formedness, then (if some reachable state is not well
+    formed) the invariant alone; each time first whether the property is inductive as
+    it is (three queries), then IC3 on its cone of influence."""
     if invariant not in INVARIANTS:
         raise KeyError(f"unknown invariant {invariant!r}")
     t0 = time.monotonic()
-    budget = DEFAULT_TIMEOUT if timeout is None else timeout
-    deadline = t0 + budget
+    deadline = t0 + (DEFAULT_TIMEOUT if timeout is None else timeout)
     z3.set_param("smt.random_seed", 0)
     z3.set_param("sat.random_seed", 0)
-    enc = _encoding(system)
-    for names, inv, seconds, lemmas in _PROVED.get(_key(system), []):
-        if invariant in names:
-            return _certified(system, invariant, enc, inv, seconds, lemmas, deadline, t0,
-                              f"proved together with {', '.join(n for n in names if n != invariant)}"
-                              if len(names) > 1 else "")
+    steps = steps_of(system)
+    enc = steps.enc
     why: list[str] = []
-    for names, wf in _attempts(system, invariant):
-        what = "+".join(names) + (" with well-formedness" if wf else "")
-        prop = _property(enc, names, wf)
+    inv = as_z3(enc.invariant(invariant, enc.cur))
+    cone = steps.cone(inv)
+    in_cone = {x.get_id(): n for n, x in enumerate(cone.xs)}
+    # well-formedness of the cone's leaves only (each constraint reads one leaf)
+    wf_cone = [c for _, c in state_constraints(enc.cur, system.ctx) if _free(c, in_cone)]
+    for wf in (True, False):
+        what = invariant + (" with well-formedness" if wf else "")
+        prop = z3.And(inv, *wf_cone) if wf else inv
         t1 = time.monotonic()
         try:
             out = _already_inductive(system, invariant, prop, enc, deadline)
             if out is None:
-                out = IC3(enc, prop, deadline).run()
+                out = IC3(cone, prop, deadline).run()
         except GiveUp as e:
             why.append(f"{what}: {e}")
             break
         if out.status == "proved":
-            seconds = time.monotonic() - t1
-            _PROVED.setdefault(_key(system), []).append((names, out.invariant, seconds, out.lemmas))
-            return _certified(system, invariant, enc, out.invariant, seconds, out.lemmas,
-                              deadline, t0, f"{out.lemmas} lemmas, {out.frames} frames"
-                              + (f", together with {', '.join(names[1:])}" if len(names) > 1
-                                 else "") + (", well-formedness" if wf else ""))
+            return _certified(system, invariant, enc, out, time.monotonic() - t1, deadline, t0,
+                              f"{out.lemmas} lemmas over {len(cone.keep)} of "
+                              f"{len(flat(enc.cur))} leaves, {out.frames} frames"
+                              + (", with well-formedness" if wf else ""))
         if out.status == "refuted":
             real = _first_violation(system, invariant, out.steps)
             if real is not None:
                 why.append(f"{invariant} is violated after {len(real)} steps: "
                            + " ; ".join(map(str, real)))
                 break
-            broken = [n for n in names[1:] if _first_violation(system, n, out.steps) is not None]
-            why.append(f"{what}: a reachable state breaks "
-                       + (", ".join(broken) if broken else "well-formedness"))
+            why.append(f"{what}: a reachable state is not well formed")
             continue
         why.append(f"{what}: {out.detail}")
         break
@@ -500,18 +563,18 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _certified(system: System, invariant: str, enc: Encoding, inv: Any, seconds: float,
-               lemmas: int, deadline: float, t0: float, how: str) -> Proof:
-    """The certificate of `inv` for `invariant`, checked from its SMT-LIB text."""
-    cert = certificate.make(system, invariant, inv, enc, ENGINE, seconds, lemmas)
+def _certified(system: System, invariant: str, enc: Encoding, out: Outcome, seconds: float,
+               deadline: float, t0: float, how: str) -> Proof:
+    """The certificate of `out.invariant` for `invariant`, checked from its SMT-LIB text
+    (what is saved is exactly what was checked)."""
+    cert = certificate.make(system, invariant, out.invariant, enc, ENGINE, seconds, out.lemmas)
     left = _left(deadline)
     v = certificate.check_formula(system, invariant, cert.formula,
                                   None if left is None else max(left, 60.0), enc)
     elapsed = time.monotonic() - t0
     if v.valid:
-        return Proof(Result(invariant, ENGINE, PROVED, 0, [], elapsed,
-                            f"inductive invariant: {how}" if how else "inductive invariant"),
-                     cert, v.seconds)
+        return Proof(Result(invariant, ENGINE, PROVED, out.frames, [], elapsed,
+                            f"inductive invariant: {how}"), cert, v.seconds)
     # an invariant IC3 found that the plain check rejects is a bug of this engine; it is
     # reported, never printed as proved
     state = "rejected by its check (an engine bug)" if v.valid is False else "unchecked"
