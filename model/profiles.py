@@ -19,6 +19,7 @@ INVARIANT_NAMES = (
     "direct_map_integrity",
     "refcount_sanity",
     "pack_bookkeeping",
+    "no_leak",
 )
 
 
@@ -54,6 +55,11 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "the arch implements set_memory_* (ARCH_HAS_SET_MEMORY; x86 always, powerpc from "
         "1f9ad21c3b38, 5.14); without it set_memory_ro/x are no-op stubs and module and BPF "
         "text stays as module_alloc mapped it",
+    ),
+    "vfree_each_page": FlagInfo(
+        (True, False),
+        "vfree puts every page of split huge backing (__vunmap's loop over area->pages after "
+        "3b8000ae185c, 5.18-rc4); False, a seeded bug, frees only each block's first page",
     ),
     "debug_vm": FlagInfo(
         (True, False),
@@ -174,6 +180,7 @@ class Flags:
     module_alloc_no_huge: bool = False
     set_memory: bool = True
     debug_vm: bool = True
+    vfree_each_page: bool = True
     module_alloc_prot: str = "rw"
     lock_order: str = "ro_then_x"
     flush_reset_perms: bool = True
@@ -532,6 +539,9 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               "direct_map_integrity",
               "a struct_ops map image without set_vm_flush_reset_perms: freed, its page goes "
               "back still RO in the direct map", QUIET_USERS),
+    SeededBug("vfree-first-page-only", "v5.19", {"vfree_each_page": False}, "no_leak",
+              "vfree of split huge backing puts only the first page: kvmalloc's other pages "
+              "stay allocated with nobody to free them"),
     SeededBug("no-reset-on-free", "v5.2", {"free_resets_perms": False}, "direct_map_integrity",
               "RO pages go back to the page allocator still RO in the direct map"),
     SeededBug("defio-no-get-page", "v5.19", {"driver_get_page": False}, "refcount_sanity",

@@ -27,6 +27,8 @@ from search.engines.simulate import Walker
 from search.traces.trace import find_instances
 
 PACK = "alloc_new_pack(prog={p}, area={a}, aligned=true, fail=false)"
+# a program larger than a 4 KiB pack: its own image, in the lowest free slot for two pages
+BIG = "bpf_jit_binary_pack_alloc(prog={p}, area={a}, fail=false)"
 
 
 def everything_in(area: int, hash_: bool = True) -> set[str]:
@@ -54,7 +56,7 @@ class Given:
 
 GIVEN = [
     Given("boot: everything in area 0; a one-page pack is always aligned", "v5.19", [],
-          everything_in(0) | {PACK.format(p=0, a=0)}),
+          everything_in(0) | {PACK.format(p=0, a=0), BIG.format(p=0, a=0)}),
     Given("boot: a two-page pack mapped with 4 KiB pages may land unaligned", "v6.0", [],
           everything_in(0) | {PACK.format(p=0, a=0),
                               "alloc_new_pack(prog=0, area=0, aligned=false, fail=false)"}),
@@ -62,7 +64,7 @@ GIVEN = [
           everything_in(0) | {"bpf_jit_binary_alloc(prog=0, area=0)"}),
     Given("area 0 taken: everything goes to area 1; the driver reaches area 0's pages", "v5.19",
           ["vmalloc(area=0, npages=2)"],
-          everything_in(1) | {PACK.format(p=0, a=1), "vfree(area=0, npages=2)",
+          everything_in(1) | {PACK.format(p=0, a=1), BIG.format(p=0, a=1), "vfree(area=0, npages=2)",
                               "vmalloc_to_page(ref=0, frame=0)", "vmalloc_to_page(ref=0, frame=1)"}),
     Given("first fit per size: frame 1 still referenced, one page fits area 0, two do not",
           "v5.19",
@@ -70,12 +72,13 @@ GIVEN = [
           {"vmalloc(area=0, npages=1)", "vmalloc(area=1, npages=2)",
            "kvmalloc(area=0, npages=1)", "kvmalloc(area=1, npages=2)",
            "move_module(area=0, npages=1)", "move_module(area=1, npages=2)",
-           "alloc_large_system_hash(area=1)", PACK.format(p=0, a=0)} | driver(0)),
+           "alloc_large_system_hash(area=1)", PACK.format(p=0, a=0), BIG.format(p=0, a=1)}
+          | driver(0)),
     Given("one boot-time hash table", "v5.19", ["alloc_large_system_hash(area=0)"],
-          everything_in(1, hash_=False) | {PACK.format(p=0, a=1)}),
+          everything_in(1, hash_=False) | {PACK.format(p=0, a=1), BIG.format(p=0, a=1)}),
     Given("a pack with room: no new pack, its free chunk to the lowest free program", "v5.19",
           [PACK.format(p=0, a=0)],
-          everything_in(1) | {"bpf_prog_pack_alloc(prog=1, area=0, chunk=1)",
+          everything_in(1) | {"bpf_prog_pack_alloc(prog=1, area=0, chunk=1)", BIG.format(p=1, a=1),
                               "bpf_arch_text_copy(prog=0)", "bpf_prog_pack_free(prog=0, fail=false)"},
           Bounds(progs=3)),
     Given("first fit over packs: the first pack's hole before the second pack's", "v5.19",
@@ -88,7 +91,7 @@ GIVEN = [
     Given("first fit in a pack: the lowest of two free chunks", "v5.19",
           [PACK.format(p=0, a=0), "bpf_prog_pack_alloc(prog=1, area=0, chunk=1)",
            "bpf_prog_pack_free(prog=0, fail=false)"],
-          everything_in(1) | {"bpf_prog_pack_alloc(prog=0, area=0, chunk=0)",
+          everything_in(1) | {"bpf_prog_pack_alloc(prog=0, area=0, chunk=0)", BIG.format(p=0, a=1),
                               "bpf_arch_text_copy(prog=1)", "bpf_prog_pack_free(prog=1, fail=false)"},
           Bounds(chunks=3)),
     Given("every program slot taken: nothing allocates a program", "v5.19",
@@ -99,7 +102,7 @@ GIVEN = [
     Given("the lowest free driver pointer, below one still held", "v5.19",
           ["vmalloc(area=0, npages=2)", "vmalloc_to_page(ref=0, frame=1)",
            "vmalloc_to_page(ref=1, frame=0)", "put_page(ref=0)"],
-          everything_in(1) | {PACK.format(p=0, a=1), "vfree(area=0, npages=2)",
+          everything_in(1) | {PACK.format(p=0, a=1), BIG.format(p=0, a=1), "vfree(area=0, npages=2)",
                               "vmalloc_to_page(ref=0, frame=0)", "vmalloc_to_page(ref=0, frame=1)"}
           | driver(1),
           Bounds(refs=2)),

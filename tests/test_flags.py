@@ -71,3 +71,12 @@ def test_flag_changes_a_step(flag: str) -> None:
         assert inst.action.guard(s0, dict(inst.params), system.ctx, CONCRETE)
         after.append(inst.action.effect(s0, dict(inst.params), system.ctx, CONCRETE))
     assert after[0] != after[1]
+
+
+def test_without_debug_vm_the_head_reference_leaks_silently() -> None:
+    """5.18-rc1: with CONFIG_DEBUG_VM the put that lands on the detached tail is a
+    VM_BUG_ON_PAGE (reported, so no_leak counts the page as the kernel's); without it the
+    head's reference leaks and nothing says so."""
+    r = bmc.check(System.build("v5.18-rc1", overrides={"debug_vm": False}), ["no_leak"], 6)
+    assert r["no_leak"].status == "violated"
+    assert [i.action.name for i in r["no_leak"].steps][-1] in ("zap_page_range", "vfree")

@@ -36,6 +36,7 @@ SEEDED_DEPTH: dict[str, int] = {
     "reset-without-flush": 2,
     "oversized-no-flush-reset": 2,
     "struct-ops-no-flush-reset": 3,
+    "vfree-first-page-only": 2,
 }
 
 # the shortest violation of each invariant a profile violates only with faults on

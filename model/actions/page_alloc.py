@@ -241,7 +241,7 @@ def put_page_ok(s: State, f: int, c: Ctx, L: Logic) -> Any:
 def free_vmalloc_pages(s: State, frames: range, huge: bool, c: Ctx, L: Logic) -> State:
     """__vunmap's loop (mm/vmalloc.c): __free_pages(area->pages[i], page_order) for each
     backing block: drop vmalloc's reference; pages still referenced by others live on."""
-    if huge and c.flags.huge_backing == "compound":
+    if huge and (c.flags.huge_backing == "compound" or not c.flags.vfree_each_page):
         return put_page(s, frames[0], c, L)
     for f in frames:
         s = put_page(s, f, c, L)
