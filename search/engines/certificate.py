@@ -178,6 +178,9 @@ def parse_formula(text: str, state: State) -> Any:
     """The conjunction of the assertions of `text`, whose only free symbols may be the
     leaves of `state`. Raises CertificateError otherwise."""
     decls = {str(v): v for v in (as_z3(x) for x in flat(state))}
+    for head in _commands(text):
+        if head != "assert":
+            raise CertificateError(f"the formula may only assert; it has {head[:40]!r}")
     try:
         asserted = z3.parse_smt2_string(text, decls=decls)
     except z3.Z3Exception as e:
@@ -189,6 +192,39 @@ def parse_formula(text: str, state: State) -> Any:
     term = z3.And(*asserted)
     _only_declared(term, decls)
     return term
+
+
+def _commands(text: str) -> list[str]:
+    """The head of every top-level SMT-LIB2 command in `text`, skipping strings, quoted
+    symbols and comments: a certificate may assert, and nothing else (no set-option or
+    push that would change how the checking solver behaves)."""
+    heads: list[str] = []
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == ";":
+            j = text.find("\n", i)
+            i = n if j < 0 else j + 1
+            continue
+        if ch in "|\"":
+            j = text.find(ch, i + 1)
+            if j < 0:
+                raise CertificateError("the formula has an unterminated quote")
+            i = j + 1
+            continue
+        if ch == "(":
+            if depth == 0:
+                m = re.match(r"\(\s*([^\s()|\";]*)", text[i:])
+                heads.append(m.group(1) if m else "")
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise CertificateError("the formula has an unbalanced ')'")
+        elif depth == 0 and not ch.isspace():
+            raise CertificateError("the formula has text outside any command")
+        i += 1
+    return heads
 
 
 def _only_declared(term: Any, decls: dict[str, Any]) -> None:

@@ -74,6 +74,7 @@ class Outcome:
     frames: int = 0
     queries: int = 0
     facts_used: bool = False  # the invariant includes facts proved before
+    own: Any = None  # the property and this run's lemmas, without the facts
 
 
 @dataclass(order=True)
@@ -435,10 +436,11 @@ class IC3:
             fixed = self.propagate(k)
             if fixed is not None:
                 kept = [c for c, lv in self.lemmas.items() if lv > fixed]
-                inv = z3.And(self.prop, *[z3.Not(z3.And(*self._cube(self.xs, c)))
-                                          for c in sorted(kept)], *self.facts)
-                return Outcome("proved", invariant=inv, frames=k, queries=self.queries,
-                               lemmas=len(kept), facts_used=bool(self.facts))
+                own = z3.And(self.prop, *[z3.Not(z3.And(*self._cube(self.xs, c)))
+                                          for c in sorted(kept)])
+                return Outcome("proved", invariant=z3.And(own, *self.facts), frames=k,
+                               queries=self.queries, lemmas=len(kept),
+                               facts_used=bool(self.facts), own=own)
         return Outcome("unknown", detail=f"no fixpoint within {max_frames} frames",
                        frames=max_frames, queries=self.queries, lemmas=len(self.lemmas))
 
@@ -574,7 +576,9 @@ def _search(system: System, steps: Steps, invariant: str, deadline: float
     leaves, then (if some reachable state is not well formed) without."""
     enc = steps.enc
     proved = _PROVED.setdefault(_key(system), {})
-    facts = [out.invariant for out, _, _ in proved.values()]
+    # each proved invariant's own part once: its facts are among them already
+    facts = [out.own if out.own is not None else out.invariant
+             for out, _, _ in proved.values()]
     why: list[str] = []
     inv = as_z3(enc.invariant(invariant, enc.cur))
     cone = steps.cone(inv)
