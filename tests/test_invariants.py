@@ -425,8 +425,8 @@ CASES: list[Case] = [
           "a block's uncounted rest belongs to its first page":
               put(ALLOC0, {"pages.refcount": {1: 0}, "refs.held": {0: True}, "refs.counted": {0: True},
                            "refs.frame": {0: 0}}),
-          "a tail's reference is the head's": put(COMPOUND, {"refs.held": {0: True}, "refs.counted": {0: True},
-                                                             "refs.frame": {0: 3}}),
+          "a tail's reference is the head's":
+              put(COMPOUND, {"refs.held": {0: True}, "refs.counted": {0: True}, "refs.frame": {0: 3}}),
           "a page mapped to user space": put(COMPOUND, {"pages.mapcount": {3: 1}}),
           "a compound page the free-time checks reported":
               put(COMPOUND, {"pages.bad": {3: BAD_TAIL_MAPPING}}),
