@@ -445,10 +445,28 @@ def _unknown(name: str, d: int, t0: float, why: str) -> Result:
 
 
 def _conjuncts(term: Any) -> list[Any]:
-    """The top-level conjuncts of an invariant's z3 term (the term itself if it is none)."""
-    if isinstance(term, bool) or not z3.is_and(term):
+    """Terms whose conjunction is the invariant's term, as small as plain logic makes
+    them: nested `And`s flattened, and `Or(x, And(b1, ..., bn))` (an implication whose
+    conclusion is a conjunction: `L.implies`) distributed into `Or(x, b1), ..., Or(x, bn)`.
+    Both rewrites keep the conjunction equivalent to the term, in a fixed order."""
+    if isinstance(term, bool):
         return [term]
-    return list(term.children())
+    out: list[Any] = []
+    stack = [term]
+    while stack:
+        t = stack.pop()
+        if z3.is_and(t):
+            stack.extend(reversed(t.children()))
+            continue
+        if z3.is_or(t):
+            kids = t.children()
+            ands = [k for k, c in enumerate(kids) if z3.is_and(c)]
+            if len(ands) == 1:
+                rest = [c for k, c in enumerate(kids) if k != ands[0]]
+                stack.extend(reversed([z3.Or(*rest, b) for b in kids[ands[0]].children()]))
+                continue
+        out.append(t)
+    return out
 
 
 def _check_one(enc: Encoding, path: Unrolling, name: str, d: int, deadline: float | None,
