@@ -538,7 +538,7 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
     SeededBug("struct-ops-no-flush-reset", "v5.19", {"bpf_struct_ops": "ro_x_no_flush_reset"},
               "direct_map_integrity",
               "a struct_ops map image without set_vm_flush_reset_perms: freed, its page goes "
-              "back still RO in the direct map", QUIET_USERS),
+              "back still RO in the direct map"),
     SeededBug("vfree-first-page-only", "v5.19", {"vfree_each_page": False}, "no_leak",
               "vfree of split huge backing puts only the first page: kvmalloc's other pages "
               "stay allocated with nobody to free them"),
