@@ -5,8 +5,11 @@
 
 Part 1: every profile x invariant at `--depth`: BMC's time to the shortest counterexample
 (or to exhaust the depth), and the explicit-state BFS side by side if search/engines/bfs.py is
-there. Part 2: BMC on v5.19, all invariants, against depth. `--timeout` bounds each
-engine run (one configuration), so an unknown shows up as such instead of a hang.
+there. Part 2: BMC on v5.19, all invariants, against depth, in one run: the time at which
+each depth was done. `--timeout` bounds each engine run (one configuration), so an unknown
+shows up as such instead of a hang. `--profiles ''` skips part 1: the issue's figure is
+
+    python benchmarks/search_scaling.py --profiles '' --bounds wide --scaling 1,2,...,10
 """
 
 from __future__ import annotations
@@ -77,14 +80,28 @@ def matrix(profiles: list[str], depth: int, timeout: float | None, use_bfs: bool
 
 def scaling(profile: str, depths: list[int], timeout: float | None,
             bounds: Bounds = DEFAULT_BOUNDS) -> None:
-    print(f"== bmc on {profile}, all invariants, against depth")
+    """One BMC run to the largest depth, with the wall and CPU time at which each depth
+    was done (CPU: the machine is shared, and z3 runs in this process)."""
+    print(f"== bmc on {profile}, all invariants, against depth (cumulative; CPU in brackets)")
     system = System.build(profile, bounds=bounds)
-    for d in depths:
-        res, secs = _run(bmc.check, system, d, timeout)
-        statuses: dict[str, Any] = {}
-        for r in res.values():
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-        print(f"  depth {d:3d}: {secs:8.1f}s  {statuses}", flush=True)
+    t0, c0 = time.monotonic(), time.process_time()
+    done = [-1]
+    wanted = set(depths)
+
+    def tick(d: int, _name: str) -> None:
+        # depth d starts: every depth before it is done
+        while done[0] < d - 1:
+            done[0] += 1
+            if done[0] in wanted:
+                print(f"  depth {done[0]:3d}: {time.monotonic() - t0:8.1f}s "
+                      f"({time.process_time() - c0:8.1f}s CPU)", flush=True)
+
+    res = bmc.check(system, list(INVARIANTS), max(depths), timeout=timeout, progress=tick)
+    statuses: dict[str, Any] = {}
+    for r in res.values():
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    print(f"  to depth {max(depths)}: {time.monotonic() - t0:8.1f}s "
+          f"({time.process_time() - c0:8.1f}s CPU)  {statuses}", flush=True)
 
 
 def main() -> None:
@@ -99,7 +116,8 @@ def main() -> None:
     a = ap.parse_args()
     bounds = Bounds.parse(a.bounds) if a.bounds else DEFAULT_BOUNDS
     print(f"bounds: {bounds.as_dict()}")
-    matrix(a.profiles.split(","), a.depth, a.timeout, not a.no_bfs, bounds)
+    if a.profiles:
+        matrix(a.profiles.split(","), a.depth, a.timeout, not a.no_bfs, bounds)
     scaling(a.scaling_profile, [int(x) for x in a.scaling.split(",") if x], a.timeout, bounds)
 
 
