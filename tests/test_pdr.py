@@ -68,6 +68,7 @@ def test_proved_with_a_certificate_that_certify_accepts(
 def test_the_file_is_json_with_its_scope(saved: Path) -> None:
     doc = json.loads(saved.read_text())
     assert doc["format"] == certificate.FORMAT
+    assert doc["flags"]["pack_invalidate"] is True  # v5.19 has fe736565efb7
     assert {"profile", "bounds", "overrides", "faults", "invariant", "variables",
             "encoding_sha256", "allocheck", "formula"} <= set(doc)
     names = [n for n, _ in doc["variables"]]

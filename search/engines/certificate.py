@@ -44,7 +44,7 @@ from search.engines.symbolic import as_z3, equal_to, flat, fresh_state
 
 FORMAT = "allocheck-certificate/1"
 MAX_BYTES = 64 << 20  # a certificate file larger than this is refused unread
-KEYS = frozenset({"format", "profile", "overrides", "bounds", "faults", "invariant",
+KEYS = frozenset({"format", "profile", "overrides", "flags", "bounds", "faults", "invariant",
                   "engine", "formula", "variables", "encoding_sha256", "allocheck",
                   "seconds", "lemmas"})
 
@@ -69,9 +69,13 @@ class Certificate:
     engine: str = "pdr"
     seconds: float = 0.0
     lemmas: int = 0
+    # every flag as the profile and overrides set them when the certificate was made:
+    # for a reader; `certify` rebuilds them from profile and overrides
+    flags: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "profile": self.profile, "overrides": self.overrides,
+                "flags": self.flags if self.flags is not None else self.system().flags.as_dict(),
                 "bounds": self.bounds, "faults": self.faults, "invariant": self.invariant,
                 "engine": self.engine, "seconds": round(self.seconds, 3),
                 "lemmas": self.lemmas, "allocheck": self.allocheck,
@@ -168,7 +172,7 @@ def make(system: System, invariant: str, inv: Any, enc: Encoding, engine: str,
     return Certificate(system.profile.name, dict(system.overrides), system.bounds.as_dict(),
                        system.faults, invariant, to_smtlib(inv, enc),
                        variables(named_state(enc.cur)), encoding_hash(enc),
-                       allocheck_version(), engine, seconds, lemmas)
+                       allocheck_version(), engine, seconds, lemmas, system.flags.as_dict())
 
 
 # ---- the check ----------------------------------------------------------------------
@@ -364,7 +368,7 @@ def _from_json(doc: Any) -> Certificate:
     extra = sorted(set(doc) - KEYS)
     if extra:
         raise CertificateError(f"unknown field {extra[0][:40]!r}")
-    kinds = {"profile": str, "overrides": dict, "bounds": dict, "faults": bool,
+    kinds = {"profile": str, "overrides": dict, "flags": dict, "bounds": dict, "faults": bool,
              "invariant": str, "engine": str, "formula": str, "variables": list,
              "encoding_sha256": str, "allocheck": str, "lemmas": int}
     for key, kind in kinds.items():
@@ -390,4 +394,4 @@ def _from_json(doc: Any) -> Certificate:
     return Certificate(doc["profile"], dict(doc["overrides"]), bounds.as_dict(), doc["faults"],
                        doc["invariant"], doc["formula"], [(a, b) for a, b in vs],
                        doc["encoding_sha256"], doc["allocheck"], doc["engine"],
-                       float(doc["seconds"]), doc["lemmas"])
+                       float(doc["seconds"]), doc["lemmas"], dict(doc["flags"]))
