@@ -697,9 +697,11 @@ def describe(row: Row, depth: int) -> str:
     r = row.result
     if r.status == VIOLATED:
         return f"violated at depth {r.depth}"
-    if r.status == PROVED:  # pdr: with a checked certificate; bfs: the space exhausted
-        return "proved (certified)" if r.engine == "pdr" else f"proved ({r.engine}, k={r.depth})"
+    if r.status == PROVED:  # only with a certificate a plain z3 call has checked
+        return "proved (certified)"
     if r.status == HOLDS:
+        if r.detail.startswith("exhaustive"):
+            return f"holds in every reachable state (exhausted at depth {r.depth})"
         return f"holds to depth {r.depth}"
     return f"unknown ({r.detail.split(';')[0]})" if r.detail else "unknown"
 
