@@ -40,7 +40,7 @@ from model.state import State, rebuild
 from model.state import leaves as state_leaves
 from model.system import System
 from search.engines.bmc import Encoding, _remaining_ms
-from search.engines.symbolic import as_z3, equal_to, flat, fresh_state
+from search.engines.symbolic import as_z3, distinct_subterms, equal_to, flat, fresh_state
 
 FORMAT = "allocheck-certificate/1"
 MAX_BYTES = 64 << 20  # a certificate file larger than this is refused unread
@@ -234,13 +234,7 @@ def _commands(text: str) -> list[str]:
 def _only_declared(term: Any, decls: dict[str, Any]) -> None:
     """Every uninterpreted symbol in `term` is one of the declared state variables, with
     the declared sort (a formula that declares its own symbols is about something else)."""
-    seen: set[int] = set()
-    todo = [term]
-    while todo:
-        t = todo.pop()
-        if t.get_id() in seen:
-            continue
-        seen.add(t.get_id())
+    for t in distinct_subterms(term):
         if z3.is_quantifier(t):
             raise CertificateError("the formula has a quantifier; an invariant here is "
                                    "quantifier-free")
@@ -249,8 +243,6 @@ def _only_declared(term: Any, decls: dict[str, Any]) -> None:
             if t.num_args() or name not in decls or not decls[name].eq(t):
                 raise CertificateError(f"the formula uses {name[:60]!r}, which is not a "
                                        "state variable")
-        if z3.is_app(t):
-            todo.extend(t.children())
 
 
 def _solver(deadline: float | None) -> z3.Solver:

@@ -45,7 +45,13 @@ from model.logic import CONCRETE, SYMBOLIC, WIDTH
 from model.system import System
 from search.engines import certificate
 from search.engines.bmc import Encoding, _remaining_ms
-from search.engines.symbolic import as_z3, flat, raise_if_interrupted, state_constraints
+from search.engines.symbolic import (
+    as_z3,
+    distinct_subterms,
+    flat,
+    raise_if_interrupted,
+    state_constraints,
+)
 from search.result import PROVED, UNKNOWN, Result
 
 ENGINE = "pdr"
@@ -126,18 +132,7 @@ class Cone:
 
 def _free(term: Any, index: dict[int, int]) -> set[int]:
     """The leaf indices (by `index`: z3 id -> leaf) that occur in `term`."""
-    out: set[int] = set()
-    seen: set[int] = set()
-    todo = [term]
-    while todo:
-        t = todo.pop()
-        if t.get_id() in seen:
-            continue
-        seen.add(t.get_id())
-        if t.get_id() in index:
-            out.add(index[t.get_id()])
-        todo.extend(t.children())
-    return out
+    return {index[t.get_id()] for t in distinct_subterms(term) if t.get_id() in index}
 
 
 @dataclass

@@ -7,7 +7,7 @@ readable and lets two states of the same unrolling never share a constant.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import z3
@@ -167,6 +167,21 @@ def substituter(sym: State, concrete: State) -> Callable[[Any], Any]:
         return one(term)
 
     return go
+
+
+def distinct_subterms(term: Any) -> Iterator[Any]:
+    """Every subterm of a z3 term once (terms are DAGs: a shared node is visited once);
+    a quantifier is yielded but not entered."""
+    seen: set[int] = set()
+    todo = [term]
+    while todo:
+        t = todo.pop()
+        if t.get_id() in seen:
+            continue
+        seen.add(t.get_id())
+        yield t
+        if z3.is_app(t):
+            todo.extend(t.children())
 
 
 def leaf_reads(terms: list[Any], leaves: list[Any]) -> list[frozenset[int]]:
