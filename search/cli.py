@@ -313,9 +313,10 @@ def _check_parser() -> _Parser:
     p.add_argument("--prove", action="store_true",
                    help="prove every invariant that holds to --depth for every depth within the "
                    "bounds (IC3): 'proved' only with an inductive invariant checked by a separate "
-                   "z3 query and saved as a certificate under $ALLOCHECK_CERTIFICATES (default "
-                   "counterexamples/certificates/; `certify FILE` re-checks one); otherwise "
-                   "'not proved: why'. Up to --timeout, else 900 s, per invariant")
+                   "z3 query and saved as a certificate under $ALLOCHECK_CERTIFICATES, else "
+                   "certificates/ under --out (default counterexamples/certificates/; `certify "
+                   "FILE` re-checks one); otherwise 'not proved: why'. Up to --timeout, else "
+                   "900 s, per invariant")
     p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="limit on the wall time of each profile's check, everything included "
                    "(building the z3 encoding, every query; bfs: the whole search), and of each "
@@ -609,7 +610,8 @@ def run_check(profiles: list[str], invariants: list[str], depth: int, engine: st
         if prove and system is not None:
             for row in new:
                 if row.result.status == HOLDS:
-                    row.result = _prove(system, row.invariant, depth, timeout, row.result)
+                    row.result = _prove(system, row.invariant, depth, timeout, row.result,
+                                        certificate_folder(saver.out))
 
 
 def _run_distributed(profiles: list[str], invariants: list[str], depth: int, engine: str,
@@ -624,7 +626,7 @@ def _run_distributed(profiles: list[str], invariants: list[str], depth: int, eng
     from search.traces.itf import trace_from_steps
 
     tasks = distribute.plan(profiles, invariants, depth, engine, overrides, bounds.as_dict(),
-                            faults, prove, timeout)
+                            faults, prove, timeout, certificate_folder(saver.out))
     done: dict[int, list[Row]] = {}
 
     def on_output(task: distribute.Task, output: dict[str, Any]) -> None:
@@ -660,13 +662,20 @@ def _run_distributed(profiles: list[str], invariants: list[str], depth: int, eng
             rows.extend(done[i])
 
 
-def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result) -> Result:
+def certificate_folder(out: Path | None) -> str:
+    """Where --prove saves certificates: $ALLOCHECK_CERTIFICATES if set, else
+    `certificates/` under --out (the counterexamples' folder, default counterexamples/)."""
+    return (os.environ.get("ALLOCHECK_CERTIFICATES")
+            or os.path.join(out if out is not None else DEFAULT_OUT, "certificates"))
+
+
+def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result,
+           folder: str | None = None) -> Result:
     """--prove on an invariant that holds to `depth`: IC3 (search.engines.pdr). PROVED
     only with an inductive invariant that a separate plain z3 check accepted and that is
-    saved as a certificate (`python -m search certify FILE` checks it again); anything
-    else keeps the bounded result, with "not proved: why" in its detail. Certificates go
-    to $ALLOCHECK_CERTIFICATES, by default counterexamples/certificates/ (this function
-    is also what a worker process or a cluster task runs, which know no --out)."""
+    saved as a certificate under `folder` (default `certificate_folder(None)`; `python -m
+    search certify FILE` checks it again); anything else keeps the bounded result, with
+    "not proved: why" in its detail."""
     from search.engines import certificate, pdr
 
     try:
@@ -681,7 +690,7 @@ def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded:
     if r.status != PROVED or proof.certificate is None:
         bounded.detail = f"{bounded.detail}; {r.detail}"
         return bounded
-    folder = os.environ.get("ALLOCHECK_CERTIFICATES") or os.path.join(DEFAULT_OUT, "certificates")
+    folder = folder or certificate_folder(None)
     try:
         path = certificate.save(proof.certificate, folder)
     except OSError as e:  # no certificate, no proof

@@ -79,6 +79,7 @@ class Task:
     # install the interrupt handler even when SIGINT came in ignored (a Dask worker's
     # child: there is no terminal, and SIGINT is how it is stopped)
     interruptible: bool = False
+    certificates: str | None = None  # where --prove saves certificates (cli.certificate_folder)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -92,7 +93,7 @@ class Task:
 
 def plan(profiles: Sequence[str], invariants: Sequence[str], depth: int, engine: str,
          overrides: dict[str, Any], bounds: dict[str, int], faults: bool, prove: bool,
-         timeout: float | None) -> list[Task]:
+         timeout: float | None, certificates: str | None = None) -> list[Task]:
     """The tasks of a run, in the order the serial path checks them: one per profile.
     Each with its size, the number of action instances of its System (built here, which
     is cheap): at depth 6, 54 instances took 1.5 s of CPU, 66 about 5 s, 82 about 7 s and
@@ -102,7 +103,7 @@ def plan(profiles: Sequence[str], invariants: Sequence[str], depth: int, engine:
 
     b = Bounds(**bounds)
     return [Task(i, p, tuple(invariants), depth, engine, dict(overrides), dict(bounds), faults,
-                 prove, timeout,
+                 prove, timeout, certificates=certificates,
                  size=len(System.build(p, bounds=b, faults=faults, overrides=overrides).instances))
             for i, p in enumerate(profiles)]
 
@@ -182,7 +183,8 @@ def run_task(task: Task, tick: Callable[[str], None] | None = None) -> dict[str,
                     for inv in invariants:
                         r = results.get(inv)
                         if r is not None and r.status == HOLDS:
-                            results[inv] = cli._prove(system, inv, task.depth, task.timeout, r)
+                            results[inv] = cli._prove(system, inv, task.depth, task.timeout, r,
+                                                      task.certificates)
             except BaseException as e:
                 if not cli._interrupted(e):
                     raise

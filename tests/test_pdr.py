@@ -175,3 +175,22 @@ def test_cli_prove_prints_proved_and_saves_certificates(
     assert [f.name.split("__")[1] for f in files] == [INVARIANT]
     assert str(files[0]) in got[INVARIANT]["detail"]
     assert cli.main(["certify", str(files[0])]) == cli.EXIT_OK
+
+
+def test_cli_prove_saves_certificates_under_out_also_from_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # without $ALLOCHECK_CERTIFICATES, --out DIR decides, in worker processes too
+    monkeypatch.delenv("ALLOCHECK_CERTIFICATES", raising=False)
+    out_dir = tmp_path / "out"
+    code = cli.main(["--profile", "v5.19", "--profile", "v6.0",
+                     "--bounds", "areas=1,hpage=2,chunks=1,progs=1,refs=0",
+                     "--depth", "2", "--prove", "--workers", "2", "--out", str(out_dir),
+                     "--invariant", INVARIANT, "--json"])
+    out, _ = capsys.readouterr()
+    assert code == cli.EXIT_OK
+    got = [r for r in json.loads(out)["results"]]
+    assert [r["status"] for r in got] == [PROVED, PROVED]
+    files = sorted((out_dir / "certificates").glob("*.cert.json"))
+    assert [f.name.split("__")[0] for f in files] == ["v5.19", "v6.0"]
+    assert all(any(str(f) in r["detail"] for r in got) for f in files)
