@@ -493,6 +493,7 @@ class Row:
             "seconds": round(r.seconds, 3),
             "faults": self.faults,
             "detail": r.detail,
+            "certificate": r.certificate,
         }
 
 
@@ -698,6 +699,7 @@ def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded:
                           f"under {echo(folder)}: {_os_reason(e)}")
         return bounded
     r.seconds += bounded.seconds
+    r.certificate = str(path)
     r.detail = f"{r.detail}; certificate {path} (checked in {proof.check_seconds:.1f}s)"
     return r
 
@@ -721,12 +723,14 @@ def print_table(rows: list[Row], depth: int, engine: str, bounds: Bounds, faults
     scope = ",".join(f"{k}={v}" for k, v in bounds.as_dict().items())
     print(f"allocheck {engine} to depth {depth}; bounds {scope}; page-table allocation "
           f"failures {'on' if faults else 'off'}", file=stream)
-    print(f"{'profile':<15}{'invariant':<22}{'result':<28}{'declared':<10}{'match':<7}trace",
+    print(f"{'profile':<15}{'invariant':<22}{'result':<28}{'declared':<10}{'match':<7}"
+          "trace or certificate",
           file=stream)
     for row in rows:
         m = {True: "yes", False: "NO", None: "-"}[row.matches]
-        trace = row.trace or ("(not saved)" if row.result.status == VIOLATED
-                              and row.extra.get("save_failed") else "")
+        # a violation's trace, or the certificate of a proof (`certify FILE` re-checks it)
+        trace = row.trace or row.result.certificate or (
+            "(not saved)" if row.result.status == VIOLATED and row.extra.get("save_failed") else "")
         print(f"{row.profile:<15}{row.invariant:<22}{describe(row, depth):<28}"
               f"{row.expected or '-':<10}{m:<7}{printable(trace)}", file=stream)
     bad = [r for r in rows if r.matches is False]

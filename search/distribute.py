@@ -132,7 +132,7 @@ def result_json(r: Any) -> dict[str, Any]:
     """A Result as plain data; the steps by action name and parameters."""
     return {"invariant": r.invariant, "engine": r.engine, "status": r.status, "depth": r.depth,
             "steps": [[i.name, [list(kv) for kv in i.items]] for i in r.steps],
-            "seconds": r.seconds, "detail": r.detail}
+            "seconds": r.seconds, "detail": r.detail, "certificate": r.certificate}
 
 
 def result_from_json(d: dict[str, Any], system: Any) -> Any:
@@ -147,7 +147,7 @@ def result_from_json(d: dict[str, Any], system: Any) -> Any:
                                 f"{system.profile.name} does not have")
         steps.append(inst)
     return Result(d["invariant"], d["engine"], d["status"], d["depth"], steps, d["seconds"],
-                  d["detail"])
+                  d["detail"], d.get("certificate"))
 
 
 class _Ticks:

@@ -21,3 +21,4 @@ class Result:
     steps: list[Any] = field(default_factory=list)  # Instances of the counterexample
     seconds: float = 0.0
     detail: str = ""  # why unknown, what was not checked, the induction step that failed
+    certificate: str | None = None  # PROVED: the saved certificate file (`certify` re-checks it)

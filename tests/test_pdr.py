@@ -8,6 +8,7 @@ the default scope takes minutes (benchmarks/prove.py).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from model.system import System
 from search import cli
 from search.engines import bmc, certificate, pdr
 from search.engines.symbolic import as_z3
-from search.result import PROVED, UNKNOWN, VIOLATED
+from search.result import PROVED, UNKNOWN, VIOLATED, Result
 
 TINY = Bounds.parse("areas=1,hpage=2,chunks=1,progs=1,refs=0")
 INVARIANT = "no_stale_exec"  # its cone is the largest: the others are proved first, as facts
@@ -174,6 +175,7 @@ def test_cli_prove_prints_proved_and_saves_certificates(
     files = list((tmp_path / "certs").glob("*.cert.json"))
     assert [f.name.split("__")[1] for f in files] == [INVARIANT]
     assert str(files[0]) in got[INVARIANT]["detail"]
+    assert got[INVARIANT]["certificate"] == str(files[0]) and got["wx"]["certificate"] is None
     assert cli.main(["certify", str(files[0])]) == cli.EXIT_OK
 
 
@@ -193,4 +195,17 @@ def test_cli_prove_saves_certificates_under_out_also_from_workers(
     assert [r["status"] for r in got] == [PROVED, PROVED]
     files = sorted((out_dir / "certificates").glob("*.cert.json"))
     assert [f.name.split("__")[0] for f in files] == ["v5.19", "v6.0"]
-    assert all(any(str(f) in r["detail"] for r in got) for f in files)
+    assert sorted(r["certificate"] for r in got) == [str(f) for f in files]
+
+
+def test_the_table_names_each_proofs_certificate() -> None:
+    proved = Result(INVARIANT, "pdr", PROVED, 2, [], 1.0, "proved", "certs/x.cert.json")
+    bounded = Result("wx", "bmc", VIOLATED, 1, [], 1.0, "")
+    rows = [cli.Row("v5.19", INVARIANT, proved, "holds", False),
+            cli.Row("v5.19", "wx", bounded, "violated", False)]
+    out = io.StringIO()
+    cli.print_table(rows, 2, "bmc", Bounds(), False, out)
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("trace or certificate")
+    assert "proved (certified)" in lines[2] and lines[2].endswith("certs/x.cert.json")
+    assert not lines[3].endswith(".cert.json")
