@@ -389,7 +389,8 @@ PROFILES: dict[str, Profile] = {
             },
             fixed_by={"no_tail_as_base": "3b8000ae185c / 559089e0a93d (5.18-rc4)",
                       "refcount_sanity": "3b8000ae185c / 559089e0a93d (5.18-rc4)",
-                      "wx": "c35717c71e98 / 4fcc636615b1 (5.14) powerpc STRICT_MODULE_RWX"},
+                      "wx": "c35717c71e98 / 4fcc636615b1 (5.14) powerpc STRICT_MODULE_RWX; "
+                            "BPF JIT: 62e3d4210ac9 (5.14) \"powerpc/bpf: Write protect JIT code\""},
         ),
         Profile(
             "v5.18-rc1",
