@@ -425,6 +425,11 @@ CASES: list[Case] = [
           "a block's uncounted rest belongs to its first page":
               put(ALLOC0, {"pages.refcount": {1: 0}, "refs.held": {0: True}, "refs.counted": {0: True},
                            "refs.frame": {0: 0}}),
+          # the same in the second zone: the chain must start at that zone's first frame
+          # (a mutation testing run found `f // hpage` -> `f & hpage` unnoticed)
+          "a block's uncounted rest in the second zone":
+              put(ALLOC1, {"pages.refcount": {3: 0}, "refs.held": {0: True}, "refs.counted": {0: True},
+                           "refs.frame": {0: 2}}),
           "a tail's reference is the head's":
               put(COMPOUND, {"refs.held": {0: True}, "refs.counted": {0: True}, "refs.frame": {0: 3}}),
           "a page mapped to user space": put(COMPOUND, {"pages.mapcount": {3: 1}}),
