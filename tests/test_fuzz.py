@@ -423,7 +423,7 @@ def test_check_arguments(data: st.DataObject, warm: None,
     groups += [[flag] for flag in ("--faults", "--json", "--no-save", "--prove")
                if draw(st.booleans())]
     if ["--prove"] in groups and a.bad != "--depth":
-        groups[2] = ["--depth", "1"]
+        groups[2] = ["--depth", "1"]  # the bounded check before the proofs: short
     if ["--prove"] in groups and a.bad != "--timeout":
         # IC3 may take minutes per invariant: what is fuzzed here is the command line
         groups = [g for g in groups if g[:1] != ["--timeout"]] + [["--timeout", "3"]]

@@ -456,7 +456,7 @@ def check(system: System, invariants: list[str], depth: int, timeout: float | No
                 pending.remove(name)
                 continue
             g = group_of[name]
-            r = _check_one(g.enc, g.path, name, d, deadline, t0, query_timeout, g.leaves)
+            r = _check_one(g.path, name, d, deadline, t0, query_timeout, g.leaves)
             if r is not None:
                 results[name] = r
                 pending.remove(name)
@@ -509,7 +509,7 @@ def _conjuncts(term: Any) -> list[Any]:
     return out
 
 
-def _check_one(enc: Encoding, path: Unrolling, name: str, d: int, deadline: float | None,
+def _check_one(path: Unrolling, name: str, d: int, deadline: float | None,
                t0: float, query_timeout: float | None = None,
                leaves: frozenset[int] | None = None) -> Result | None:
     """Is `name` violated at exactly depth `d` (on a path that reaches it)? None: no.
@@ -542,7 +542,7 @@ def _check_one(enc: Encoding, path: Unrolling, name: str, d: int, deadline: floa
         model = path.solver.model()
         steps = path.decode(model, d)
         claimed = [concretize(model, st) for st in path.states[: d + 1]]
-        replay(enc.system, name, steps, claimed, leaves)
+        replay(path.enc.system, name, steps, claimed, leaves)
         return Result(name, ENGINE, VIOLATED, d, steps, time.monotonic() - t0,
                       f"shortest: no violation within {d - 1} steps" if d else "initial state")
     return None
