@@ -8,7 +8,9 @@ from typing import Any
 
 from invariants.direct_map_integrity import direct_map_integrity
 from invariants.no_exec_uninit import no_exec_uninit
+from invariants.no_invalid_alias import no_invalid_alias
 from invariants.no_leak import no_leak
+from invariants.no_stale_alias import no_stale_alias
 from invariants.no_stale_exec import no_stale_exec
 from invariants.no_tail_as_base import no_tail_as_base
 from invariants.pack_bookkeeping import pack_bookkeeping
@@ -24,7 +26,7 @@ Invariant = Callable[[State, Ctx, Logic], Any]
 INVARIANTS: dict[str, Invariant] = {
     f.__name__: f
     for f in (no_tail_as_base, no_exec_uninit, no_stale_exec, wx, direct_map_integrity,
-              refcount_sanity, pack_bookkeeping, no_leak)
+              refcount_sanity, pack_bookkeeping, no_leak, no_invalid_alias, no_stale_alias)
 }
 assert tuple(INVARIANTS) == INVARIANT_NAMES, "model.profiles.INVARIANT_NAMES out of step"
 

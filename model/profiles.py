@@ -20,6 +20,8 @@ INVARIANT_NAMES = (
     "refcount_sanity",
     "pack_bookkeeping",
     "no_leak",
+    "no_invalid_alias",
+    "no_stale_alias",
 )
 
 
@@ -73,9 +75,10 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "f2c65fb3221a (5.2)",
     ),
     "lock_order": FlagInfo(
-        ("ro_then_x", "x_then_ro"),
-        "order of set_memory_ro / set_memory_x when locking text (RO first since "
-        "f2c65fb3221a, 5.2)",
+        ("ro_then_x", "x_then_ro", "rox"),
+        "how the module loader locks text: set_memory_ro then set_memory_x (RO first since "
+        "f2c65fb3221a, 5.2), or one set_memory_rox (module_enable_text_rox, "
+        "kernel/module/strict_rwx.c, as read in 6.10)",
     ),
     "flush_reset_perms": FlagInfo(
         (False, True),
@@ -139,17 +142,75 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "containment (ea2babac63d4, 6.0)",
     ),
     "bpf_trampoline": FlagInfo(
-        ("none", "rwx"),
+        ("none", "rwx", "ro_x", "pack"),
         "BPF trampolines (fec56f5890d9, 5.5) and the dispatcher (5.6): a module_alloc'ed page "
-        "made executable while writable (\"Keep image as writeable\"), written after; W^X "
-        "from 5b0d1c7bd572 and 19c02415da23 (6.1)",
+        "made executable while writable (\"Keep image as writeable\"), written after; "
+        "ro_x: written, then set_memory_ro and set_memory_x (5b0d1c7bd572, 6.1), the "
+        "dispatcher in a bpf_prog_pack chunk (19c02415da23, 6.1); pack: x86 trampolines are "
+        "bpf_prog_pack chunks written through a RW buffer and bpf_arch_text_copy "
+        "(3ba026fca878, 6.8)",
+    ),
+    "set_memory_rox": FlagInfo(
+        (False, True),
+        "BPF (bpf_jit_binary_lock_ro, alloc_new_pack, trampolines, struct_ops), kprobes and "
+        "ftrace lock text with one set_memory_rox call, one CPA pass that clears _PAGE_RW and "
+        "_PAGE_NX, the alias keeping NX (d48567c9a0d1, 60463628c9e0, d597416683d5, 6.2); "
+        "the module loader keeps set_memory_ro then set_memory_x",
+    ),
+    "set_memory_errors": FlagInfo(
+        ("ignored", "checked"),
+        "what callers do when set_memory_* fails: ignore it (5.1 to 6.8); checked: the module "
+        "loader aborts the load (d1909c022173, 6.9) and BPF fails the load or attach and frees "
+        "the memory (7d2cc63eca0c, e60adf513275, c733239f8f53, 6.10); kprobes and ftrace still "
+        "ignore it",
+    ),
+    "execmem": FlagInfo(
+        ("none", "vmalloc", "rox_cache"),
+        "how executable memory is allocated: module_alloc (to 6.9); execmem_alloc(type) "
+        "(12af2b83d0b1, 6.10), which maps PAGE_KERNEL and sets VM_FLUSH_RESET_PERMS for "
+        "every user itself; rox_cache: module text from the execmem cache of huge ROX pages "
+        "filled with INT3 (2e45474ab14f, 0c133b1e78cd, 5185e7f9f3bd, 6.13-rc1; off on x86 in "
+        "6.13 by a9bbe3413331, back in 6.15 by 64f6a4e10c05)",
+    ),
+    "rox_cache_direct_map": FlagInfo(
+        ("kept", "invalid"),
+        "whether execmem_cache_populate removes the cache's pages from the direct map "
+        "(6.13-rc1) or keeps them (925f42645118, 6.15: /proc/kcore reads module memory "
+        "through vread_iter)",
+    ),
+    "rox_text_write": FlagInfo(
+        ("rw_copy", "rw_copy_formed", "temp_rw"),
+        "how the module loader writes text in the ROX cache: a vmalloc'ed rw_copy, freed by "
+        "post_relocation while module_writable_address keeps using it (0c133b1e78cd, "
+        "6.13-rc1); the same with module_writable_address returning loc once the module is "
+        "formed (4bcf29741145, 6.13); execmem_make_temp_rw on the text itself, then "
+        "execmem_restore_rox (05e555b81726, c287c0723329, 6.15)",
+    ),
+    "cpa_collapse": FlagInfo(
+        (False, True),
+        "set_memory_rox collapses split large pages whose 512 entries have the same "
+        "permissions back into one leaf (CPA_COLLAPSE, 41d88484c71c, 6.15)",
+    ),
+    "rox_cache_free": FlagInfo(
+        ("text_poke_fill", "rw_fill_rox"),
+        "how execmem_cache_free refills a freed allocation with INT3: through text_poke "
+        "(6.13-rc1 to 6.16), or execmem_force_rw, fill, execmem_restore_rox (187fd8521dd8, "
+        "6.17)",
+    ),
+    "rox_cache_users": FlagInfo(
+        ("module", "module_kprobes_ftrace"),
+        "which x86 users take memory from the ROX cache: module text (6.13-rc1, 6.15); also "
+        "kprobes instruction pages and ftrace trampolines (5d79c2be5081 and its series, "
+        "6.17)",
     ),
     "bpf_struct_ops": FlagInfo(
-        ("none", "ro_x", "ro_x_no_flush_reset"),
+        ("none", "ro_x", "ro_x_no_flush_reset", "pack"),
         "BPF struct_ops maps (85d33df357b6, 5.6 to 6.0): trampolines written into a "
         "module_alloc'ed page while RW+NX, then set_memory_ro and set_memory_x; on a reg() "
         "error set_memory_nx, set_memory_rw; ro_x_no_flush_reset (a seeded bug) leaves out "
-        "bpf_struct_ops_map_alloc's set_vm_flush_reset_perms",
+        "bpf_struct_ops_map_alloc's set_vm_flush_reset_perms; pack: images from "
+        "arch_alloc_bpf_trampoline, bpf_prog_pack chunks on x86 (82583daa2efc, 6.8), which "
+        "the program slots stand for",
     ),
     "kprobes_insn": FlagInfo(
         ("none", "rwx_ro", "ro_x"),
@@ -158,10 +219,11 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "(5.2 to 6.0, 7298e24f9042)",
     ),
     "ftrace_tramp": FlagInfo(
-        ("none", "rwx", "x_while_w", "ro_x", "boot_x_first"),
+        ("none", "rwx", "x_while_w", "ro_x", "boot_x_first", "rox"),
         "ftrace trampolines: RW+X (5.1); set_memory_x while writable (5.2 to 5.5); written, RO, "
-        "then X (768ae4406a5c, 5.6); and from 59566b0b622e (5.7 to 6.0) those created at boot "
-        "get X without RO until set_ftrace_ops_ro",
+        "then X (768ae4406a5c, 5.6); and from 59566b0b622e (5.7 to 6.1) those created at boot "
+        "get X without RO until set_ftrace_ops_ro; rox: written, then set_memory_rox, at boot "
+        "too (eb7d389d5b2b, 6.2: \"cures a W+X case during boot\")",
     ),
     "kvmalloc_huge": FlagInfo(
         (False, True), "kvmalloc opts in to huge vmalloc (9becb6889130, 5.18-rc4)"
@@ -201,6 +263,14 @@ class Flags:
     bpf_struct_ops: str = "ro_x"
     kprobes_insn: str = "ro_x"
     ftrace_tramp: str = "boot_x_first"
+    set_memory_rox: bool = False
+    set_memory_errors: str = "ignored"
+    execmem: str = "none"
+    rox_cache_direct_map: str = "kept"
+    rox_text_write: str = "temp_rw"
+    cpa_collapse: bool = False
+    rox_cache_free: str = "text_poke_fill"
+    rox_cache_users: str = "module"
 
     def with_overrides(self, overrides: dict[str, Any]) -> Flags:
         for name, value in overrides.items():
@@ -331,6 +401,72 @@ _V518 = dataclasses.replace(
 _V518Y = dataclasses.replace(_V518, pack_fill=True)
 _V519 = dataclasses.replace(_V518Y, pack_invalidate=True)
 _V60 = dataclasses.replace(_V519, pack_size="pmd_nodes", pack_lookup="range")
+
+# ---- the kernels since 6.0 (docs/notes-6x-bpf.md, docs/notes-6x-execmem.md quote the code)
+_FTRACE_BOOT_EVIDENCE = (
+    "arch/x86/kernel/ftrace.c create_trampoline (6.1, as read in a 6.1-rc7 tree): \"if "
+    "(likely(system_state != SYSTEM_BOOTING)) set_memory_ro(...); set_memory_x(...);\": a "
+    "trampoline created at boot is RW+X until set_ftrace_ops_ro; BPF trampolines are W^X "
+    "from 5b0d1c7bd572"
+)
+_FTRACE_ROX_FIX = ("eb7d389d5b2b (6.2) \"x86/ftrace: Use set_memory_rox()\": set_memory_rox at "
+                   "boot too, \"cures a W+X case during boot\"")
+_UNWRITTEN_REST_EVIDENCE = (
+    "alloc_insn_page (arch/x86/kernel/kprobes/core.c, 6.1 to 6.16): module_alloc / "
+    "execmem_alloc(EXECMEM_KPROBES) (GFP_KERNEL, not zeroed), then set_memory_rox before any "
+    "slot is written; the same of the unwritten rest of an ftrace trampoline page "
+    "(create_trampoline) and, 6.1 to 6.7, of a BPF trampoline page (bpf_tramp_image_alloc: "
+    "bpf_jit_alloc_exec, written in part, then set_memory_ro/x)"
+)
+_UNWRITTEN_REST_FIX = ("kprobes and ftrace: 5d79c2be5081's series (6.17) takes their pages from "
+                       "the ROX cache, filled with INT3; BPF trampolines: 3ba026fca878 (6.8), in "
+                       "packs")
+_ROX_SPLIT_EVIDENCE = (
+    "set_memory_rox (60463628c9e0, 6.2) changes the vmalloc PTE, then cpa_process_alias must "
+    "split the direct-map leaf to clear _PAGE_RW; a failed split returns -ENOMEM with the "
+    "primary already RO+X and the alias still RW, and bpf_jit_binary_lock_ro, alloc_new_pack, "
+    "alloc_insn_page and create_trampoline (6.2 to 6.9) ignore the return"
+)
+_ROX_SPLIT_610_EVIDENCE = (
+    "BPF checks set_memory_rox from c733239f8f53 / e60adf513275 (6.10) and the module loader "
+    "from d1909c022173 (6.9), but alloc_insn_page (arch/x86/kernel/kprobes/core.c) and "
+    "create_trampoline (arch/x86/kernel/ftrace.c) in 6.10 still ignore it: after a failed "
+    "alias split the page is RO+X through vmalloc and RW through the direct map"
+)
+_ROX_ERRORS_FIX = ("BPF: c733239f8f53, e60adf513275 (6.10); kprobes and ftrace: not fixed by "
+                   "6.10 (6.17 takes kprobes pages from the ROX cache, already ROX)")
+_KCORE_EVIDENCE = (
+    "mm/execmem.c execmem_cache_populate (2e45474ab14f, 6.13-rc1): "
+    "execmem_set_direct_map_valid(vm, false) takes the cache out of the direct map; "
+    "925f42645118: \"this cannot be tolerated by /proc/kcore that accesses module memory "
+    "using vread_iter() and the latter does vmalloc_to_page() and copy_page_to_iter_nofault()\""
+)
+_RW_COPY_EVIDENCE = (
+    "kernel/module/main.c (0c133b1e78cd, 6.13-rc1): post_relocation does \"vfree(mem->rw_copy); "
+    "mem->rw_copy = NULL;\" and module_writable_address returns loc + (mem->rw_copy - "
+    "mem->base) for a formed module; livepatch writes its relocations there: \"BUG: unable to "
+    "handle page fault for address: 00000000000012ba\" (Marek Maslanka)"
+)
+_CACHE_CLEAN_EVIDENCE = (
+    "mm/execmem.c execmem_cache_clean (6.13-rc1 to 6.17): a free PMD-sized cache area gets its "
+    "direct map back (execmem_set_direct_map_valid(vm, true)) and is vfree'd, and "
+    "execmem_cache_populate's vmalloc has no VM_FLUSH_RESET_PERMS: vfree unmaps the ROX "
+    "mapping, flushes the TLB lazily and frees the pages at once, so an executable TLB entry "
+    "can outlive the free while the page is writable through the direct map (found by the "
+    "model from the code; no report of it was found)"
+)
+_CACHE_CLEAN_FIX = "not fixed in the modelled versions (6.17): no report of it was found"
+
+_V61 = dataclasses.replace(_V60, bpf_trampoline="ro_x")
+_V62 = dataclasses.replace(_V61, set_memory_rox=True)
+_V62 = dataclasses.replace(_V62, ftrace_tramp="rox")
+_V68 = dataclasses.replace(_V62, bpf_trampoline="pack", bpf_struct_ops="pack")
+_V610 = dataclasses.replace(_V68, set_memory_errors="checked", execmem="vmalloc", lock_order="rox")
+_V613RC1 = dataclasses.replace(_V610, execmem="rox_cache", rox_cache_direct_map="invalid",
+                               rox_text_write="rw_copy")
+_V615 = dataclasses.replace(_V613RC1, rox_cache_direct_map="kept", rox_text_write="temp_rw",
+                            cpa_collapse=True)
+_V617 = dataclasses.replace(_V615, rox_cache_free="rw_fill_rox", rox_cache_users="module_kprobes_ftrace")
 
 _USERS_FIXED = {
     "wx": "5b0d1c7bd572 \"bpf: Enforce W^X for bpf trampoline\" and 19c02415da23 \"bpf: use "
@@ -469,6 +605,78 @@ PROFILES: dict[str, Profile] = {
             evidence={"wx": _USERS_WX_EVIDENCE, "no_exec_uninit": _KPROBES_EVIDENCE},
             fixed_by=dict(_USERS_FIXED),
         ),
+        Profile(
+            "v6.1",
+            "W^X for BPF trampolines (written, then RO, then X); the dispatcher in a "
+            "bpf_prog_pack chunk",
+            _V61,
+            frozenset({"no_exec_uninit", "wx"}),
+            evidence={"wx": _FTRACE_BOOT_EVIDENCE, "no_exec_uninit": _UNWRITTEN_REST_EVIDENCE},
+            fixed_by={"wx": _FTRACE_ROX_FIX, "no_exec_uninit": _UNWRITTEN_REST_FIX},
+        ),
+        Profile(
+            "v6.2",
+            "set_memory_rox: one CPA call, NX never reaching the direct map; ftrace trampolines "
+            "RO+X at boot too",
+            _V62,
+            frozenset({"no_exec_uninit"}),
+            frozenset({"wx"}),
+            evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": _ROX_SPLIT_EVIDENCE},
+            fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX},
+        ),
+        Profile(
+            "v6.8",
+            "x86 BPF trampolines and struct_ops images in bpf_prog_pack chunks",
+            _V68,
+            frozenset({"no_exec_uninit"}),
+            frozenset({"wx"}),
+            evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": _ROX_SPLIT_EVIDENCE},
+            fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX},
+        ),
+        Profile(
+            "v6.10",
+            "execmem_alloc; set_memory_* errors checked by the module loader and BPF",
+            _V610,
+            frozenset({"no_exec_uninit"}),
+            frozenset({"wx"}),
+            evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": _ROX_SPLIT_610_EVIDENCE},
+            fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX},
+        ),
+        Profile(
+            "v6.13-rc1",
+            "x86 module text from the execmem ROX cache: out of the direct map, written through "
+            "a writable copy (withdrawn for 6.13 by a9bbe3413331)",
+            _V613RC1,
+            frozenset({"no_exec_uninit", "wx", "no_invalid_alias", "no_stale_alias"}),
+            evidence={"no_invalid_alias": _KCORE_EVIDENCE, "no_stale_alias": _RW_COPY_EVIDENCE,
+                      "wx": _CACHE_CLEAN_EVIDENCE,
+                      "no_exec_uninit": _UNWRITTEN_REST_EVIDENCE + "; " + _CACHE_CLEAN_EVIDENCE},
+            fixed_by={"no_invalid_alias": "925f42645118 (6.15) \"execmem: don't remove ROX cache "
+                                          "from the direct map\"",
+                      "no_stale_alias": "4bcf29741145 (6.13) \"module: fix writing of livepatch "
+                                        "relocations in ROX text\"; 6.15 drops the writable copy "
+                                        "(05e555b81726, c287c0723329)",
+                      "wx": _CACHE_CLEAN_FIX, "no_exec_uninit": _UNWRITTEN_REST_FIX},
+        ),
+        Profile(
+            "v6.15",
+            "the ROX cache back: direct map kept, text written through a temporary RW mapping, "
+            "set_memory_rox collapses the huge vmalloc mapping",
+            _V615,
+            frozenset({"no_exec_uninit", "wx"}),
+            evidence={"wx": _CACHE_CLEAN_EVIDENCE,
+                      "no_exec_uninit": _UNWRITTEN_REST_EVIDENCE + "; " + _CACHE_CLEAN_EVIDENCE},
+            fixed_by={"wx": _CACHE_CLEAN_FIX, "no_exec_uninit": _UNWRITTEN_REST_FIX},
+        ),
+        Profile(
+            "v6.17",
+            "kprobes and ftrace from the ROX cache; a free makes the range RW, fills INT3 and "
+            "restores ROX",
+            _V617,
+            frozenset({"no_exec_uninit", "wx"}),
+            evidence={"wx": _CACHE_CLEAN_EVIDENCE, "no_exec_uninit": _CACHE_CLEAN_EVIDENCE},
+            fixed_by={"wx": _CACHE_CLEAN_FIX, "no_exec_uninit": _CACHE_CLEAN_FIX},
+        ),
     )
 }
 
@@ -547,6 +755,13 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
               "RO pages go back to the page allocator still RO in the direct map"),
     SeededBug("defio-no-get-page", "v5.19", {"driver_get_page": False}, "refcount_sanity",
               "fbdev deferred I/O keeps a page pointer without a reference: use after vfree"),
+    SeededBug("rox-cache-out-of-direct-map", "v6.15", {"rox_cache_direct_map": "invalid"},
+              "no_invalid_alias",
+              "925f42645118 reverted: the ROX cache leaves the direct map and /proc/kcore reads "
+              "a module's text through a missing alias"),
+    SeededBug("rox-rw-copy", "v6.15", {"rox_text_write": "rw_copy"}, "no_stale_alias",
+              "the 6.13-rc1 writable copy on 6.15: livepatch writes relocations through "
+              "module_writable_address after post_relocation freed rw_copy"),
     SeededBug("lookup-by-mask", "v6.0", {"pack_lookup": "mask"}, "pack_bookkeeping",
               "ea2babac63d4 reverted: an unaligned pack is not found when a program is freed"),
 )

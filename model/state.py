@@ -64,9 +64,16 @@ BAD_TAIL_REASONS = (BAD_TAIL_MAPPING, BAD_NOT_TAIL, BAD_COMPOUND_HEAD)
     OWN_KPROBES,
     OWN_FTRACE,
     OWN_STRUCT_OPS,
-) = range(12)
+    OWN_ROX_CACHE,
+) = range(13)
 OWNERS = ("none", "vmalloc", "kvmalloc", "hash", "module", "bpf_jit", "pack", "bpf_trampoline",
-          "bpf_dispatcher", "kprobes", "ftrace", "bpf_struct_ops")
+          "bpf_dispatcher", "kprobes", "ftrace", "bpf_struct_ops", "execmem_cache")
+
+# a module's writable copy of its ROX text (6.13-rc1, kernel/module/main.c: mem->rw_copy):
+# none, live (relocations are written into it), or freed by post_relocation while
+# module_writable_address still computes addresses from it
+RWC_NONE, RWC_LIVE, RWC_FREED = 0, 1, 2
+RW_COPIES = ("none", "live", "freed")
 
 # how far a module or JIT image has got through the W^X protocol
 PH_ALLOCATED, PH_WRITTEN, PH_HALF, PH_LOCKED = 0, 1, 2, 3
@@ -102,7 +109,9 @@ class DirectMap:
     w: tuple[bool, ...]
     x: tuple[bool, ...]
     split: tuple[bool, ...]  # per leaf (hpage frames): split to 4 KiB PTEs
-    splits: int  # direct-map splits so far: the figure bpf_prog_pack existed to lower
+    # direct-map splits so far, the figure bpf_prog_pack existed to lower; it saturates at
+    # the number of leaves (only collapse, 6.15, could take it further)
+    splits: int
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,10 @@ class Areas:
     # can remain to a freed page"); purge_vmap_area_lazy or vm_unmap_aliases drops it
     tlb_x: tuple[bool, ...]
     bitmap: tuple[bool, ...]  # per area * chunk: bpf_prog_pack bitmap
+    # per area: a huge page of the execmem ROX cache (6.13-rc1 on); freeing its user gives
+    # it back to the cache (owner execmem_cache), not to vfree
+    cached: tuple[bool, ...]
+    rw_copy: tuple[int, ...]  # per area: RWC_*
 
 
 @dataclass(frozen=True)
@@ -147,12 +160,25 @@ class Refs:
 
 
 @dataclass(frozen=True)
+class Oops:
+    """Accesses the kernel would die on, recorded when they happen."""
+
+    # something read or wrote a frame through a direct-map alias that was not present
+    # (/proc/kcore's vread_iter on 6.13-rc1's ROX cache, 925f42645118)
+    invalid_alias: bool
+    # something wrote through a writable alias after it was retired (livepatch through
+    # module_writable_address after post_relocation freed rw_copy, 4bcf29741145)
+    stale_alias: bool
+
+
+@dataclass(frozen=True)
 class State:
     pages: Pages
     dmap: DirectMap
     areas: Areas
     progs: Progs
     refs: Refs
+    oops: Oops
 
     def replace(self, **changes: Any) -> State:
         return evolve(self, **changes)
@@ -203,6 +229,8 @@ def initial_state(b: Bounds) -> State:
             pte_x=(False,) * n,
             tlb_x=(False,) * n,
             bitmap=(False,) * (b.areas * b.chunks),
+            cached=(False,) * b.areas,
+            rw_copy=(RWC_NONE,) * b.areas,
         ),
         progs=Progs(
             state=(PROG_NONE,) * b.progs,
@@ -215,6 +243,7 @@ def initial_state(b: Bounds) -> State:
             counted=(False,) * b.refs,
             mapped=(False,) * b.refs,
         ),
+        oops=Oops(invalid_alias=False, stale_alias=False),
     )
 
 

@@ -8,6 +8,7 @@ from model.actions import (  # noqa: F401  (registration)
     bpf_pack,
     code,
     drivers,
+    execmem,
     scenario_pages,
     scenario_text,
     scenario_vmalloc,

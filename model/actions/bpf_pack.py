@@ -7,7 +7,7 @@ from typing import Any
 
 from model.actions.base import Ctx, action, lowest_free, product
 from model.actions.code import _progs, module_alloc, module_alloc_huge, module_memfree
-from model.actions.cpa import set_memory_ro, set_memory_x
+from model.actions.cpa import lock_text
 from model.actions.vmalloc import area_free, area_is, set_vm_flush_reset_perms
 from model.logic import Logic
 from model.state import (
@@ -82,18 +82,22 @@ def _new_pack_guard(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Any:
 def alloc_new_pack(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """bpf_prog_pack_alloc when no pack has room -> alloc_new_pack (kernel/bpf/core.c):
     module_alloc(BPF_PROG_PACK_SIZE), fill with illegal instructions from d88bb5eed04c
-    (5.19), set_vm_flush_reset_perms, set_memory_ro, set_memory_x (errors ignored);
+    (5.19), set_vm_flush_reset_perms, set_memory_ro and set_memory_x (set_memory_rox from
+    6.2), errors ignored until c733239f8f53 (6.10) frees the pack and fails the load;
     the program takes the first chunk."""
-    area, n = p["area"], pack_pages(c)
+    area, n, fail = p["area"], pack_pages(c), p["fail"]
     s = module_alloc(s, area, n, OWN_PACK, c, L, aligned=p["aligned"],
                      content=TRAP if c.flags.pack_fill else UNINIT)
     if c.flags.free_resets_perms:
         s = set_vm_flush_reset_perms(s, area, L)
     whole = range(c.bounds.zone(area).start, c.bounds.zone(area).start + n)
-    s = set_memory_ro(s, area, whole, p["fail"], c, L)
-    s = set_memory_x(s, area, whole, p["fail"], c, L)
+    s, err = lock_text(s, area, whole, fail, c, L)
+    ok = s
     s = _set_bit(s, bit(c, area, 0), True, L)
-    return _progs(s, L, p["prog"], PROG_ALLOCATED, area, 0)
+    s = _progs(s, L, p["prog"], PROG_ALLOCATED, area, 0)
+    if c.flags.set_memory_errors != "checked":
+        return s
+    return L.ite(err, module_memfree(ok, area, n, fail, c, L), s)
 
 
 def oversized_pages(c: Ctx) -> int:
@@ -122,8 +126,7 @@ def bpf_jit_binary_pack_alloc(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> 
     if c.flags.oversized_flush_reset:
         s = set_vm_flush_reset_perms(s, area, L)
     whole = range(c.bounds.zone(area).start, c.bounds.zone(area).start + n)
-    s = set_memory_ro(s, area, whole, p["fail"], c, L)
-    s = set_memory_x(s, area, whole, p["fail"], c, L)
+    s = lock_text(s, area, whole, p["fail"], c, L)[0]
     return _progs(s, L, p["prog"], PROG_ALLOCATED, area, 0)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.actions.base import Ctx, action, lowest_free, product
-from model.actions.cpa import set_memory_nx, set_memory_ro, set_memory_rw, set_memory_x
+from model.actions.cpa import change_page_attr, set_memory_nx, set_memory_rw, set_memory_x
 from model.actions.vmalloc import (
     area_free,
     area_is,
@@ -44,10 +44,15 @@ def module_alloc(
 ) -> State:
     """module_alloc(size) (arch/x86/kernel/module.c): __vmalloc_node_range in the module
     area, PAGE_KERNEL_EXEC before 5.2 and PAGE_KERNEL from f2c65fb3221a (5.2); huge under
-    the vmalloc rule unless it passes VM_NO_HUGE_VMAP (powerpc, 121e6f3258fe)."""
+    the vmalloc rule unless it passes VM_NO_HUGE_VMAP (powerpc, 121e6f3258fe). From 6.10
+    execmem_alloc(type, size) (mm/execmem.c, 12af2b83d0b1) takes its place for every
+    user: the same PAGE_KERNEL mapping, with VM_FLUSH_RESET_PERMS set by execmem itself."""
     huge = module_alloc_huge(c, npages)
     exec_ = c.flags.module_alloc_prot == "rwx"
-    return vm_area_alloc(s, area, npages, owner, huge, exec_, c, L, aligned, content)
+    s = vm_area_alloc(s, area, npages, owner, huge, exec_, c, L, aligned, content)
+    if c.flags.execmem != "none":
+        s = set_vm_flush_reset_perms(s, area, L)
+    return s
 
 
 def module_alloc_huge(c: Ctx, npages: int) -> bool:
@@ -94,8 +99,14 @@ def _set_phase(s: State, area: int, phase: int, L: Logic) -> State:
 # ---- the module loader -------------------------------------------------------------
 
 
+def _plain_loader(c: Ctx) -> bool:
+    """Module text from module_alloc or a plain execmem_alloc: not from the ROX cache, whose
+    loader is model.actions.execmem's."""
+    return c.flags.execmem != "rox_cache"
+
+
 @action("module", ("area", "npages"),
-        lambda c: product(area=range(c.bounds.areas), npages=sizes(c)),
+        lambda c: product(area=range(c.bounds.areas), npages=sizes(c)) if _plain_loader(c) else [],
         lambda s, p, c, L: area_free(s, p["area"], p["npages"], c, L),
         implicit=("area",), returns="area")
 def move_module(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
@@ -116,6 +127,8 @@ def move_module(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 def _lock_domain(c: Ctx) -> list[dict[str, Any]]:
+    if not _plain_loader(c):
+        return []
     return product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices)
 
 
@@ -128,6 +141,11 @@ def _lock_step(s: State, p: dict[str, Any], c: Ctx, L: Logic, which: str) -> Any
     """Where the W^X protocol of the version lets the owner call `which` next."""
     fl = c.flags
     first = "ro" if fl.lock_order == "ro_then_x" else "x"
+    if fl.lock_order == "rox":
+        return L.and_(which == "rox", _owner_of_image(s, p["area"], p["npages"], L),
+                      L.eq(s.areas.phase[p["area"]], PH_WRITTEN))
+    if which == "rox":
+        return False
     if fl.module_alloc_prot == "rwx":
         if which != "ro":
             return False  # already executable: nothing to make executable
@@ -149,15 +167,29 @@ def _image_text(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> range:
     return text_range(c, p["area"], p["npages"], owner)
 
 
+def _lock_call(s: State, p: dict[str, Any], c: Ctx, L: Logic, w: bool | None,
+               x: bool | None) -> State:
+    area, n, fail = p["area"], p["npages"], p["fail"]
+    s, err = change_page_attr(s, area, _image_text(s, p, c, L), w, x, fail, c, L)
+    s = _after_lock_step(s, area, c, L)
+    if c.flags.set_memory_errors != "checked":
+        return s
+    # d1909c022173 (6.9): complete_formation fails, load_module frees the module memory
+    text = text_range(c, area, n, OWN_MODULE)
+    data = range(text.stop, c.bounds.zone(area).start + n)
+    return L.when(L.and_(err, L.eq(s.areas.owner[area], OWN_MODULE)), s,
+                  lambda t: module_memfree(t, area, n, fail, c, L, text, data))
+
+
 @action("code", ("area", "npages", "fail"), _lock_domain,
         lambda s, p, c, L: _lock_step(s, p, c, L, "ro"), implicit=("fail",))
 def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """set_memory_ro (arch/x86/mm/pat/set_memory.c) on a module's text (module_enable_ro,
     kernel/module.c) or a JIT image (bpf_jit_binary_lock_ro, include/linux/filter.h): clear
     _PAGE_RW on the vmalloc PTEs and the direct-map alias. The callers ignore its error
-    (5.2 to 6.x)."""
-    s = set_memory_ro(s, p["area"], _image_text(s, p, c, L), p["fail"], c, L)
-    return _after_lock_step(s, p["area"], c, L)
+    (5.2 to 6.8); from d1909c022173 (6.9) a failure aborts the module load, which frees the
+    module memory."""
+    return _lock_call(s, p, c, L, False, None)
 
 
 @action("code", ("area", "npages", "fail"), _lock_domain,
@@ -165,13 +197,24 @@ def set_memory_ro_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 def set_memory_x_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """set_memory_x (arch/x86/mm/pat/set_memory.c) on a module's text (module_enable_x,
     kernel/module.c, 5.2) or a JIT image (bpf_jit_binary_lock_ro, include/linux/filter.h):
-    clear _PAGE_NX on the vmalloc PTEs only."""
-    s = set_memory_x(s, p["area"], _image_text(s, p, c, L), p["fail"], c, L)
-    return _after_lock_step(s, p["area"], c, L)
+    clear _PAGE_NX on the vmalloc PTEs only; from 6.9 a failure aborts the module load."""
+    return _lock_call(s, p, c, L, None, True)
 
 
-@action("module", ("area", "npages", "fail"),
-        lambda c: product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices),
+def _rox_lock_domain(c: Ctx) -> list[dict[str, Any]]:
+    return _lock_domain(c) if c.flags.lock_order == "rox" else []
+
+
+@action("module", ("area", "npages", "fail"), _rox_lock_domain,
+        lambda s, p, c, L: _lock_step(s, p, c, L, "rox"), implicit=("fail",))
+def module_enable_text_rox(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
+    """module_enable_text_rox (kernel/module/strict_rwx.c, as read in 6.10): set_memory_rox on
+    the module's text, one CPA pass; a failure aborts the load (complete_formation)."""
+    s = _lock_call(s, p, c, L, False, True)
+    return _set_phase(s, p["area"], PH_LOCKED, L)
+
+
+@action("module", ("area", "npages", "fail"), _lock_domain,
         lambda s, p, c, L: L.and_(area_is(s, p["area"], p["npages"], OWN_MODULE, L),
                                   L.eq(s.areas.phase[p["area"]], PH_LOCKED)), implicit=("fail",))
 def module_memfree_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:

@@ -20,6 +20,12 @@ def _leaf_of(f: int, c: Ctx) -> int:
     return f // c.bounds.hpage
 
 
+def _count_split(splits: Any, need: Any, c: Ctx, L: Logic) -> Any:
+    # saturating at the number of leaves: without collapse a leaf splits once, so the count
+    # never gets there; with collapse (6.15) it would grow without bound
+    return L.ite(L.and_(need, L.lt(splits, c.bounds.areas)), L.add(splits, 1), splits)
+
+
 def change_page_attr(
     s: State,
     area: int,
@@ -58,13 +64,16 @@ def change_page_attr(
 
     huge_map = L.and_(a.huge[area], L.not_(a.vsplit[area]))
 
-    def differs(cur_w: Any, cur_x: Any) -> Any:
+    def differs(cur_w: Any, cur_x: Any, x: bool | None = x) -> Any:
         terms = []
         if w is not None:
             terms.append(L.ne(cur_w, w))
         if x is not None:
             terms.append(L.ne(cur_x, x))
         return L.any_(terms)
+
+    # what reaches the alias: _PAGE_RW, and _PAGE_NX only where the arch lets it
+    alias_x = x if fl.cpa_alias_nx else None
 
     # the primary: a partial change of a huge vmalloc mapping splits its PMD first
     if not whole_area:
@@ -85,17 +94,18 @@ def change_page_attr(
         if not alias:
             continue
         leaf = _leaf_of(f, c)
-        need = L.and_(go, L.not_(alias_whole_leaf), L.not_(split[leaf]), differs(dm_w[f], dm_x[f]))
+        need = L.and_(go, L.not_(alias_whole_leaf), L.not_(split[leaf]),
+                      differs(dm_w[f], dm_x[f], alias_x))
         if fail:
             stopped = L.or_(stopped, need)
             go = L.and_(go, L.not_(need))
         else:
             split = L.store(split, leaf, L.or_(split[leaf], need))
-            splits = L.ite(need, L.add(splits, 1), splits)
+            splits = _count_split(splits, need, c, L)
         if w is not None:
             dm_w = L.store(dm_w, f, L.ite(go, w, dm_w[f]))
-        if x is not None:
-            dm_x = L.store(dm_x, f, L.ite(go, x, dm_x[f]))
+        if alias_x is not None:
+            dm_x = L.store(dm_x, f, L.ite(go, alias_x, dm_x[f]))
     s = s.replace(
         areas=evolve(a, pte_w=pte_w, pte_x=pte_x, vsplit=vsplit),
         dmap=DirectMap(dm.present, dm_w, dm_x, split, splits),
@@ -137,10 +147,48 @@ def set_direct_map(s: State, f: int, present: bool, fail: bool, c: Ctx, L: Logic
     split, splits = dm.split, dm.splits
     if not fail:
         split = L.store(split, leaf, L.or_(split[leaf], need))
-        splits = L.ite(need, L.add(splits, 1), splits)
+        splits = _count_split(splits, need, c, L)
     pres = L.store(dm.present, f, L.ite(go, present, dm.present[f]))
     w, x = dm.w, dm.x
     if present:
         w = L.store(w, f, L.ite(go, True, w[f]))
         x = L.store(x, f, L.ite(go, False, x[f]))
     return s.replace(dmap=DirectMap(pres, w, x, split, splits))
+
+
+def set_memory_rox(s: State, area: int, frames: range, fail: bool, c: Ctx,
+                   L: Logic) -> tuple[State, Any]:
+    """set_memory_rox (60463628c9e0, arch/x86/mm/pat/set_memory.c, 6.2): one
+    change_page_attr pass clearing _PAGE_RW and _PAGE_NX; the alias loses _PAGE_RW and
+    keeps NX ("Directmap always has NX set, do not modify", d597416683d5). Returns
+    (state, error)."""
+    s, err = change_page_attr(s, area, frames, False, True, fail, c, L)
+    if c.flags.cpa_collapse:
+        s = collapse_large_pages(s, area, c, L)
+    return s, err
+
+
+def collapse_large_pages(s: State, area: int, c: Ctx, L: Logic) -> State:
+    """collapse_large_pages (41d88484c71c, set_memory.c, 6.15), run by set_memory_rox
+    (CPA_COLLAPSE) over the addresses of the request after the TLB flush: the split huge
+    vmalloc mapping of `area` becomes one PMD leaf again when all its PTEs agree. The
+    direct-map alias is changed by cpa_process_alias, which never reaches cpa_flush: a
+    split alias stays split (read from the 6.15 diff, not from a report)."""
+    a = s.areas
+    z = c.bounds.zone(area)
+    same = L.all_(L.eq(fld[f], fld[z.start]) for fld in (a.pte_w, a.pte_x) for f in z[1:])
+    vsame = L.and_(a.huge[area], L.eq(a.npages[area], c.bounds.hpage), same)
+    vsplit = L.store(a.vsplit, area, L.and_(a.vsplit[area], L.not_(vsame)))
+    return s.replace(areas=evolve(a, vsplit=vsplit))
+
+
+def lock_text(s: State, area: int, frames: range, fail: bool, c: Ctx,
+              L: Logic) -> tuple[State, Any]:
+    """Make text read-only and executable the way the version's BPF, kprobes and ftrace
+    code does: set_memory_ro then set_memory_x (to 6.1), or set_memory_rox (6.2 on).
+    Returns (state, error): the error of either call."""
+    if c.flags.set_memory_rox:
+        return set_memory_rox(s, area, frames, fail, c, L)
+    s, e1 = change_page_attr(s, area, frames, False, None, fail, c, L)
+    s, e2 = change_page_attr(s, area, frames, None, True, fail, c, L)
+    return s, L.or_(e1, e2)

@@ -16,6 +16,7 @@ from model.state import (
     OWN_NONE,
     OWN_VMALLOC,
     PH_ALLOCATED,
+    RWC_NONE,
     UNINIT,
     State,
     evolve,
@@ -78,6 +79,8 @@ def vm_area_alloc(
         phase=L.store(a.phase, area, PH_ALLOCATED),
         pte_w=pte_w,
         pte_x=pte_x,
+        cached=L.store(a.cached, area, False),
+        rw_copy=L.store(a.rw_copy, area, RWC_NONE),
     ))
 
 
@@ -138,6 +141,8 @@ def vunmap(s: State, area: int, npages: int, huge: bool, fail: bool, c: Ctx, L: 
         pte_x=pte_x,
         tlb_x=tlb_x,
         bitmap=bitmap,
+        cached=L.store(a.cached, area, False),
+        rw_copy=L.store(a.rw_copy, area, RWC_NONE),
     ))
     # set_direct_map_* are x86's here (ARCH_HAS_SET_DIRECT_MAP); elsewhere the stubs
     direct_map = c.flags.set_memory

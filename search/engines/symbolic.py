@@ -22,6 +22,7 @@ from model.state import (
     PAGE_KINDS,
     PHASES,
     PROG_STATES,
+    RW_COPIES,
     State,
     rebuild,
 )
@@ -76,6 +77,7 @@ def _ranges(ctx: Ctx) -> dict[str, int]:
         "areas.owner": len(OWNERS),
         "areas.npages": b.hpage + 1,
         "areas.phase": len(PHASES),
+        "areas.rw_copy": len(RW_COPIES),
         "progs.state": len(PROG_STATES),
         "progs.area": b.areas,
         "progs.chunk": b.chunks,

@@ -21,6 +21,7 @@ from model.state import (
     PAGE_KINDS,
     PHASES,
     PROG_STATES,
+    RW_COPIES,
     State,
     leaves,
 )
@@ -94,6 +95,7 @@ ENUM_NAMES: dict[str, tuple[str, ...]] = {
     "pages.bad": BAD_REASONS,
     "pages.content": CONTENTS,
     "areas.owner": OWNERS,
+    "areas.rw_copy": RW_COPIES,
     "areas.phase": PHASES,
     "progs.state": PROG_STATES,
 }
