@@ -38,6 +38,6 @@ def direct_map_integrity(s: State, c: Ctx, L: Logic) -> Any:
         z = b.zone(area)
         one_pmd = L.and_(a.huge[area], L.not_(a.vsplit[area]))
         for f in z[1:]:
-            same = L.and_(L.eq(a.pte_w[f], a.pte_w[z.start]), L.eq(a.pte_x[f], a.pte_x[z.start]))
-            terms.append(L.implies(one_pmd, same))
+            agree = L.and_(L.eq(a.pte_w[f], a.pte_w[z.start]), L.eq(a.pte_x[f], a.pte_x[z.start]))
+            terms.append(L.implies(one_pmd, agree))
     return L.all_(terms)

@@ -20,7 +20,8 @@ from model.state import PH_LOCKED, State
 
 def no_stale_alias(s: State, c: Ctx, L: Logic) -> Any:
     b, a = c.bounds, s.areas
-    terms = [L.not_(s.oops.stale_alias)]
+    terms = []
+    terms.append(L.not_(s.oops.stale_alias))
     for area in range(b.areas):
         text = b.zone(area).start  # a cache allocation's page (model.actions.execmem)
         done = L.and_(a.cached[area], L.eq(a.phase[area], PH_LOCKED))

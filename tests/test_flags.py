@@ -25,6 +25,8 @@ VERDICT: dict[str, tuple[str, object, str, int, str, str]] = {
     "bpf_prog_pack": ("v5.18", False, "no_stale_exec", 4, "violated", "holds"),
     # a 2 MiB pack on 4 KiB pages may land unaligned, and 5.18 finds it by masking
     "pack_size": ("v5.18", "hpage", "pack_bookkeeping", 4, "holds", "violated"),
+    # 6.17 takes kprobes pages from the INT3-filled ROX cache: no unwritten slot is executable
+    "rox_cache_users": ("v6.17", "module", "no_exec_uninit", 2, "holds", "violated"),
 }
 
 # flag -> (profile, flipped value, action, params): that step from boot differs
@@ -32,12 +34,21 @@ STEP: dict[str, tuple[str, object, str, dict[str, object]]] = {
     "module_alloc_no_huge": ("v5.13-powerpc", False, "move_module", {"area": 0, "npages": 2}),
     "kvmalloc_huge": ("v5.19", False, "kvmalloc", {"area": 0, "npages": 2}),
     "hash_huge": ("v5.19", False, "alloc_large_system_hash", {"area": 0}),
+    # a failed alias split: 6.10 frees the new pack, 6.2 keeps it half protected
+    "set_memory_errors": ("v6.10", "ignored", "alloc_new_pack",
+                          {"prog": 0, "area": 0, "aligned": True, "fail": True}),
+    # ro then x leaves the pages after a failed split RW+X; rox leaves them RW+NX
+    "set_memory_rox": ("v6.2", False, "alloc_new_pack",
+                       {"prog": 0, "area": 0, "aligned": True, "fail": True}),
 }
 
 # flag -> the test that shows what it changes
 ELSEWHERE: dict[str, str] = {
     "debug_vm": "test_debug_vm_flag_decides_the_free_time_report",
     "set_memory": "test_set_memory_flag_changes_the_trace",
+    "execmem": "test_execmem_sets_flush_reset_itself",
+    "cpa_collapse": "test_cpa_collapse_flag_restores_the_huge_mapping",
+    "rox_cache_free": "test_rox_cache_free_flag_decides_the_free_path",
 }
 
 

@@ -45,14 +45,18 @@ from model.state import (
     MAPPING_NULL,
     OWN_MODULE,
     OWN_PACK,
+    OWN_ROX_CACHE,
     OWN_VMALLOC,
     PG_BASE,
     PG_FREE,
     PG_HEAD,
     PG_TAIL,
+    PH_LOCKED,
+    PH_WRITTEN,
     PROG_ALLOCATED,
     PROG_LIVE,
     PROG_NONE,
+    RWC_FREED,
     TAIL_MAPPING,
     TRAP,
     UNINIT,
@@ -283,6 +287,13 @@ PACK = put(ALLOC0, {"areas.owner": {0: OWN_PACK}, "areas.npages": {0: 2},
                     "pages.content": {0: CODE, 1: CODE, 2: TRAP, 3: TRAP}})
 
 
+# area 0: a huge (PMD) mapping of two pages, read-only and executable, as the ROX cache has it
+HUGE = put(ALLOC0, {"areas.owner": {0: OWN_ROX_CACHE}, "areas.npages": {0: 2},
+                    "areas.huge": {0: True}, "areas.pte_x": {0: True, 1: True},
+                    "pages.content": {0: TRAP, 1: TRAP, 2: TRAP, 3: TRAP},
+                    "dmap.w": {0: False, 1: False}})
+
+
 @dataclass(frozen=True)
 class Case:
     invariant: str
@@ -410,6 +421,31 @@ CASES: list[Case] = [
                                                          "dmap.x": {3: True}})},
          {"a split invalid leaf half X": put(ALLOC1, {"dmap.present": {2: False, 3: False},
                                                       "dmap.x": {3: True}, "dmap.split": {1: True}})}),
+    Case("direct_map_integrity", "a.pte_w[f], a.pte_w[z.start]",
+         {"one huge PMD half writable": put(HUGE, {"areas.pte_w": {1: True}})},
+         {"a split huge mapping half writable": put(HUGE, {"areas.pte_w": {1: True},
+                                                           "areas.vsplit": {0: True}})}),
+    Case("direct_map_integrity", "a.pte_x[f], a.pte_x[z.start]",
+         {"one huge PMD half executable": put(HUGE, {"areas.pte_x": {0: False}})},
+         {"a split huge mapping half executable": put(HUGE, {"areas.pte_x": {0: False},
+                                                             "areas.vsplit": {0: True}})}),
+    # ---- no_invalid_alias
+    Case("no_invalid_alias", "L.not_(s.oops.invalid_alias)",
+         {"kcore read a missing alias": put(HUGE, {"oops.invalid_alias": True})},
+         {"a missing alias nobody read": put(HUGE, {"dmap.present": {0: False, 1: False}})}),
+    # ---- no_stale_alias
+    Case("no_stale_alias", "L.not_(s.oops.stale_alias)",
+         {"a write through a freed rw_copy": put(HUGE, {"oops.stale_alias": True})},
+         {"a freed rw_copy nobody wrote through": put(HUGE, {"areas.rw_copy": {0: RWC_FREED}})}),
+    Case("no_stale_alias", "L.not_(a.pte_w[text])",
+         {"loaded text still temporarily RW": put(HUGE, {"areas.cached": {0: True},
+                                                         "areas.phase": {0: PH_LOCKED},
+                                                         "areas.pte_w": {0: True}})},
+         {"text RW while the loader writes it": put(HUGE, {"areas.cached": {0: True},
+                                                          "areas.phase": {0: PH_WRITTEN},
+                                                          "areas.pte_w": {0: True}}),
+          "a locked module not from the cache": put(HUGE, {"areas.phase": {0: PH_LOCKED},
+                                                           "areas.pte_w": {0: True}})}),
     # ---- no_leak
     Case("no_leak", "L.or_(_owns(s, f, c, L), through)",
          {"a page nobody owns": put(S0, {"pages.kind": {1: PG_BASE}, "pages.refcount": {1: 1}}),

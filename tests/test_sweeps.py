@@ -37,11 +37,16 @@ SEEDED_DEPTH: dict[str, int] = {
     "oversized-no-flush-reset": 2,
     "struct-ops-no-flush-reset": 3,
     "vfree-first-page-only": 2,
+    "rox-cache-out-of-direct-map": 2,
+    "rox-rw-copy": 4,
 }
 
 # the shortest violation of each invariant a profile violates only with faults on
 FAULT_DEPTH: dict[tuple[str, str], int] = {
     ("v5.18-rc1", "direct_map_integrity"): 2,
+    ("v6.2", "wx"): 1,
+    ("v6.8", "wx"): 1,
+    ("v6.10", "wx"): 1,
 }
 
 # With the users that break wx in every x86 version quieted, the 2022 story's own paths

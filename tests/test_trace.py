@@ -33,7 +33,7 @@ def test_file_is_itf(tmp_path: Path, tail: Trace) -> None:
     doc = json.loads(save(tail, tmp_path).read_text())
     assert doc["#meta"]["format"] == "ITF"
     assert doc["#meta"]["format-version"] == FORMAT_VERSION
-    assert doc["vars"] == ["pages", "dmap", "areas", "progs", "refs"]
+    assert doc["vars"] == ["pages", "dmap", "areas", "progs", "refs", "oops"]
     assert doc["states"][0]["#meta"] == {"index": 0, "action": None, "params": None}
     assert doc["states"][3]["#meta"] == {"index": 3, "action": "set_page_mapping",
                                          "params": {"ref": 0}}

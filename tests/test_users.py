@@ -11,6 +11,7 @@ from model.actions import ACTIONS
 from model.bounds import Bounds
 from model.logic import CONCRETE
 from model.profiles import PROFILES, QUIET_USERS
+from model.state import OWN_ROX_CACHE
 from model.system import System
 from search.engines import bmc
 from search.engines.scenarios import run
@@ -113,3 +114,49 @@ def test_debug_vm_flag_decides_the_free_time_report() -> None:
     off = run(sc, System.build("v5.18-rc1", bounds=bounds, overrides={"debug_vm": False}, scenario=True))
     assert on.reports and not off.reports
     assert on.verdicts["no_tail_as_base"].call == off.verdicts["no_tail_as_base"].call == 5
+
+
+# ---- the kernels since 6.0 (issue 9) ------------------------------------------------------
+
+
+def _run(profile: str, calls: str, **overrides: object):  # type: ignore[no-untyped-def]
+    system = System.build(profile, overrides=overrides)
+    s = system.initial()
+    for line in calls.split(";"):
+        (inst,) = [i for i in system.instances if str(i) == line.strip()]
+        assert inst.guard(s, system.ctx, CONCRETE), (profile, overrides, line)
+        s = system.step(s, inst)
+    return s
+
+
+def test_execmem_sets_flush_reset_itself() -> None:
+    """execmem_alloc (6.10) passes VM_FLUSH_RESET_PERMS for every user: a loader that forgot
+    set_vm_flush_reset_perms (free_resets_perms off) still gets its alias reset."""
+    for execmem, flagged in (("none", False), ("vmalloc", True)):
+        s = _run("v6.10", "move_module(area=0, npages=1)", execmem=execmem, free_resets_perms=False)
+        assert s.areas.flush_reset[0] is flagged
+
+
+_CACHED_MODULE = ("execmem_cache_populate(area=0, fail=false); module_memory_alloc(area=0, fail=false); "
+                  "module_memory_restore_rox(area=0, fail=false)")
+
+
+def test_cpa_collapse_flag_restores_the_huge_mapping() -> None:
+    """6.15: execmem_make_temp_rw splits the cache's huge mapping, and set_memory_rox
+    (CPA_COLLAPSE, 41d88484c71c) makes it one PMD again; the direct-map alias stays split."""
+    for collapse in (False, True):
+        s = _run("v6.15", _CACHED_MODULE, cpa_collapse=collapse)
+        assert s.areas.vsplit[0] is not collapse
+        assert s.dmap.split[0] is True
+
+
+def test_rox_cache_free_flag_decides_the_free_path() -> None:
+    """6.17 frees through execmem_force_rw, INT3, execmem_restore_rox: a kprobes page taken
+    whole from the cache splits the direct-map leaf on its way back (restore_rox collapses
+    the vmalloc mapping, not the alias); through text_poke (6.13-rc1 to 6.16) nothing splits."""
+    calls = ("execmem_cache_populate(area=0, fail=false); alloc_insn_page(area=0, fail=false); "
+             "free_insn_page(area=0, fail=false)")
+    for how, split in (("text_poke_fill", False), ("rw_fill_rox", True)):
+        s = _run("v6.17", calls, rox_cache_free=how)
+        assert s.dmap.split[0] is split and s.areas.vsplit[0] is False
+        assert s.areas.owner[0] == OWN_ROX_CACHE and not s.areas.pte_w[0]  # back, ROX

@@ -127,7 +127,7 @@ def move_module(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 def _lock_domain(c: Ctx) -> list[dict[str, Any]]:
-    if not _plain_loader(c):
+    if not _plain_loader(c) or c.flags.lock_order == "rox":
         return []
     return product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices)
 
@@ -202,7 +202,9 @@ def set_memory_x_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
 
 
 def _rox_lock_domain(c: Ctx) -> list[dict[str, Any]]:
-    return _lock_domain(c) if c.flags.lock_order == "rox" else []
+    if not _plain_loader(c) or c.flags.lock_order != "rox":
+        return []
+    return product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices)
 
 
 @action("module", ("area", "npages", "fail"), _rox_lock_domain,
@@ -214,7 +216,9 @@ def module_enable_text_rox(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Sta
     return _set_phase(s, p["area"], PH_LOCKED, L)
 
 
-@action("module", ("area", "npages", "fail"), _lock_domain,
+@action("module", ("area", "npages", "fail"),
+        lambda c: product(area=range(c.bounds.areas), npages=sizes(c), fail=c.fail_choices)
+        if _plain_loader(c) else [],
         lambda s, p, c, L: L.and_(area_is(s, p["area"], p["npages"], OWN_MODULE, L),
                                   L.eq(s.areas.phase[p["area"]], PH_LOCKED)), implicit=("fail",))
 def module_memfree_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.actions.base import Ctx, action, product
-from model.actions.cpa import set_memory_nx, set_memory_rox, set_memory_rw
+from model.actions.cpa import change_page_attr, set_memory_rox
 from model.actions.vmalloc import area_free, vm_area_alloc, vunmap
 from model.logic import Logic
 from model.state import (
@@ -88,12 +88,14 @@ def execmem_restore_rox(s: State, area: int, frames: range, fail: bool, c: Ctx,
     return set_memory_rox(s, area, frames, fail, c, L)
 
 
-def execmem_force_rw(s: State, area: int, frames: range, fail: bool, c: Ctx, L: Logic) -> State:
+def execmem_force_rw(s: State, area: int, frames: range, fail: bool, c: Ctx,
+                     L: Logic) -> tuple[State, Any]:
     """execmem_make_temp_rw / execmem_force_rw (mm/execmem.c, 05e555b81726, 6.15):
     set_memory_nx, then set_memory_rw on the range: RW+NX, splitting the huge mapping and
-    the direct-map leaf the range covers only partly."""
-    s = set_memory_nx(s, area, frames, fail, c, L)
-    return set_memory_rw(s, area, frames, fail, c, L)
+    the direct-map leaf the range covers only partly; no rollback. Returns (state, error)."""
+    s, e1 = change_page_attr(s, area, frames, None, False, fail, c, L)
+    s, e2 = change_page_attr(s, area, frames, True, None, fail, c, L)
+    return s, L.or_(e1, e2)
 
 
 def cache_free(s: State, area: int, fail: bool, c: Ctx, L: Logic) -> State:
@@ -102,13 +104,19 @@ def cache_free(s: State, area: int, fail: bool, c: Ctx, L: Logic) -> State:
     (execmem_fill_trapping_insns(ptr, size, writable = false)); from 187fd8521dd8 (6.17)
     execmem_force_rw, a plain INT3 fill, then execmem_restore_rox."""
     text = cache_text(c, area)
-    if c.flags.rox_cache_free == "rw_fill_rox":
-        s = execmem_force_rw(s, area, text, fail, c, L)
+    if c.flags.rox_cache_free != "rw_fill_rox":
         s = fill(s, text, TRAP, c, L)
-        s = execmem_restore_rox(s, area, text, fail, c, L)[0]
-    else:
-        s = fill(s, text, TRAP, c, L)
-    return _set(s, L, area, owner=OWN_ROX_CACHE, phase=PH_ALLOCATED, rw_copy=RWC_NONE)
+        return _set(s, L, area, owner=OWN_ROX_CACHE, phase=PH_ALLOCATED, rw_copy=RWC_NONE)
+    s, err = execmem_force_rw(s, area, text, fail, c, L)
+
+    def back(t: State) -> State:
+        t = fill(t, text, TRAP, c, L)
+        t = execmem_restore_rox(t, area, text, fail, c, L)[0]
+        return _set(t, L, area, owner=OWN_ROX_CACHE, phase=PH_ALLOCATED, rw_copy=RWC_NONE)
+
+    # "If any step in the fast path fails, the entry in busy_areas will be marked as
+    # pending_free": it stays allocated and the delayed work frees it again later
+    return L.when(L.not_(err), s, back)
 
 
 # ---- the cache itself ----------------------------------------------------------------
@@ -193,14 +201,17 @@ def module_memory_alloc(s: State, p: Params, c: Ctx, L: Logic) -> State:
     text itself RW+NX, and the loader memsets and writes it in place."""
     area, fail = p["area"], p["fail"]
     s = cache_take(s, area, OWN_MODULE, L)
-    if c.flags.rox_text_write == "temp_rw":
-        text = cache_text(c, area)
-        s = execmem_force_rw(s, area, text, fail, c, L)
-        s = fill(s, text, ZERO, c, L)
-        s = fill(s, text, CODE, c, L)
-    else:
-        s = _set(s, L, area, rw_copy=RWC_LIVE)
-    return _set(s, L, area, phase=PH_WRITTEN)
+    if c.flags.rox_text_write != "temp_rw":
+        return _set(s, L, area, rw_copy=RWC_LIVE, phase=PH_WRITTEN)
+    text = cache_text(c, area)
+    s, err = execmem_force_rw(s, area, text, fail, c, L)
+
+    def write(t: State) -> State:
+        t = fill(t, text, ZERO, c, L)
+        return _set(fill(t, text, CODE, c, L), L, area, phase=PH_WRITTEN)
+
+    # a failed execmem_make_temp_rw: execmem_free, the load fails with -ENOMEM
+    return L.ite(err, cache_free(s, area, fail, c, L), write(s))
 
 
 def _rw_copy_domain(c: Ctx) -> list[Params]:

@@ -108,4 +108,25 @@ REASONS: dict[str, dict[str, tuple[str, ...]]] = {
     "set_ftrace_ops_ro": {"guard": ("vm area {area} is no ftrace trampoline waiting for the end of "
                                     "boot (executable, still writable)",)},
     "arch_ftrace_trampoline_free": {"guard": ("vm area {area} is no finished ftrace trampoline",)},
+    "module_enable_text_rox": {
+        "guard": ("vm area {area} is no module of {npages} pages whose text is written and not "
+                  "locked yet",),
+    },
+    "execmem_cache_populate": {
+        "guard": (_NO_AREA, "the cache has a free huge page: execmem_cache_alloc carves from it "
+                            "instead of populating"),
+    },
+    "execmem_cache_clean": {"guard": ("vm area {area} is no free huge page of the ROX cache",)},
+    "module_memory_alloc": {
+        "guard": ("vm area {area} is no free huge page of the ROX cache, or a lower one is (the "
+                  "model carves from the lowest; none: execmem_cache_populate first)",),
+    },
+    **{name: {"guard": ("vm area {area} holds no module text",
+                        "vm area {area} is not from the ROX cache",
+                        "the module is not at that stage of its load (" + stage + ")")}
+       for name, stage in (("post_relocation", "written, not relocated yet"),
+                           ("module_memory_restore_rox", "written in place, not restored yet"),
+                           ("klp_apply_section_relocs", "loaded"),
+                           ("module_memory_free", "loaded"))},
+    "read_kcore": {"guard": ("vm area {area} is not allocated: /proc/kcore reads it as a hole",)},
 }

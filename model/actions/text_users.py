@@ -272,10 +272,11 @@ def create_trampoline(s: State, p: Params, c: Ctx, L: Logic) -> State:
     area, fail, mode = p["area"], p["fail"], c.flags.ftrace_tramp
     if _cached_user(c):
         page = cache_text(c, area)
-        s = execmem_force_rw(cache_take(s, area, OWN_FTRACE, L), area, page, fail, c, L)
-        s = _write_first_cell(s, area, c, L)
-        s = set_memory_rox(s, area, page, fail, c, L)[0]
-        return _phase(s, area, PH_LOCKED, L)
+        s, err = execmem_force_rw(cache_take(s, area, OWN_FTRACE, L), area, page, fail, c, L)
+        t = _write_first_cell(s, area, c, L)
+        t = _phase(set_memory_rox(t, area, page, fail, c, L)[0], area, PH_LOCKED, L)
+        # execmem_alloc_rw frees what it could not make writable and returns NULL
+        return L.ite(err, cache_free(s, area, fail, c, L), t)
     s = module_alloc(s, area, 1, OWN_FTRACE, c, L)
     s = _write_first_cell(s, area, c, L)
     if c.flags.flush_reset_perms:

@@ -10,6 +10,7 @@ from typing import Any
 from invariants import INVARIANTS
 from model.actions import Instance
 from model.actions.reasons import REASONS
+from model.profiles import FLAG_INFO, PROFILES
 from model.state import State, leaves, rebuild
 from model.system import System
 from search.traces.itf import Trace, _concrete, lookup
@@ -157,13 +158,33 @@ class _Replayer:
                 + "; ".join(format_changes(end, "now {new}, recorded {old}", limit=4)) + ".")
 
     def since(self) -> str:
-        """Where this run first left the recorded one: the usual reason a fix works."""
-        if self.departed is None:
+        """Where this run first left the recorded one (the usual reason a fix works), and
+        the kernel changes between the two configurations."""
+        out = ""
+        if self.departed is not None:
+            k, off = self.departed
+            name, params = self.t.steps[k - 1]
+            out = (f" The run left the recorded one at step {k} {format_call(name, params)}: "
+                   + "; ".join(format_changes(off, "now {new}, recorded {old}", limit=6)) + ".")
+        return out + self.kernel_changes()
+
+    def kernel_changes(self) -> str:
+        """The flags this kernel sets otherwise than the recording's, each with the kernel
+        change it stands for, and the fix the recording's profile names."""
+        if self.same:
             return ""
-        k, off = self.departed
-        name, params = self.t.steps[k - 1]
-        return (f" The run left the recorded one at step {k} {format_call(name, params)}: "
-                + "; ".join(format_changes(off, "now {new}, recorded {old}", limit=6)) + ".")
+        now = self.sys.flags.as_dict()
+        diffs = [(k, self.t.flags.get(k), v) for k, v in now.items() if self.t.flags.get(k) != v]
+        out = ""
+        if diffs:
+            out = " What changed in the kernel: " + "; ".join(
+                f"{k} {value_label('', old)} -> {value_label('', new)} ({FLAG_INFO[k].doc})"
+                for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else "") + "."
+        rec = PROFILES.get(self.t.profile)
+        fix = rec.fixed_by.get(self.t.invariant or "") if rec is not None else None
+        if fix:
+            out += f" {self.t.profile} names the fix: {fix}."
+        return out
 
 
 def explain_guard(inst: Instance, s: State, system: System, recorded: State | None = None) -> str:
