@@ -409,14 +409,15 @@ _FTRACE_BOOT_EVIDENCE = (
     "trampoline created at boot is RW+X until set_ftrace_ops_ro; BPF trampolines are W^X "
     "from 5b0d1c7bd572"
 )
-_FTRACE_ROX_FIX = ("eb7d389d5b2b (6.2) \"x86/ftrace: Remove SYSTEM_BOOTING exceptions\": set_memory_rox at "
-                   "boot too, \"cures a W+X case during boot\"")
+_FTRACE_ROX_FIX = ("eb7d389d5b2b (6.2) \"x86/ftrace: Remove SYSTEM_BOOTING exceptions\": "
+                   "set_memory_rox at boot too, \"cures a W+X case during boot\"")
 _UNWRITTEN_REST_EVIDENCE = (
     "alloc_insn_page (arch/x86/kernel/kprobes/core.c, 6.1 to 6.16): module_alloc / "
     "execmem_alloc(EXECMEM_KPROBES) (GFP_KERNEL, not zeroed), then set_memory_ro and "
-    "set_memory_x (set_memory_rox from 6.2) before any slot is written; the same of the unwritten rest of an ftrace trampoline page "
-    "(create_trampoline) and, 6.1 to 6.7, of a BPF trampoline page (bpf_tramp_image_alloc: "
-    "bpf_jit_alloc_exec, written in part, then set_memory_ro/x)"
+    "set_memory_x (set_memory_rox from 6.2) before any slot is written; the same of the "
+    "unwritten rest of an ftrace trampoline page (create_trampoline) and, 6.1 to 6.7, of a "
+    "BPF trampoline page (bpf_tramp_image_alloc: bpf_jit_alloc_exec, written in part, then "
+    "set_memory_ro/x)"
 )
 _UNWRITTEN_REST_FIX = ("kprobes and ftrace: 5d79c2be5081's series (6.17) takes their pages from "
                        "the ROX cache, filled with INT3; BPF trampolines: 3ba026fca878 (6.8), in "

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.actions.base import Ctx, action, product
+from model.actions.base import Ctx, action, call, product
+from model.actions.code import module_alloc
 from model.actions.cpa import change_page_attr, set_memory_rox
 from model.actions.vmalloc import area_free, vm_area_alloc, vunmap
 from model.logic import Logic
 from model.state import (
     CODE,
+    OWN_BPF_JIT,
+    OWN_FTRACE,
+    OWN_KPROBES,
     OWN_MODULE,
     OWN_NONE,
     OWN_ROX_CACHE,
@@ -283,3 +287,67 @@ def read_kcore(s: State, p: Params, c: Ctx, L: Logic) -> State:
                   for i, f in enumerate(b.zone(area)))
     o = s.oops
     return s.replace(oops=Oops(L.or_(o.invalid_alias, gone), o.stale_alias))
+
+
+# ---- execmem_alloc / execmem_free as callers make them (scenarios) -------------------------
+
+# enum execmem_type (include/linux/execmem.h, 6.10) -> who the model says owns the memory
+EXECMEM_TYPES = {"EXECMEM_MODULE_TEXT": OWN_MODULE, "EXECMEM_MODULE_DATA": OWN_MODULE,
+                 "EXECMEM_KPROBES": OWN_KPROBES, "EXECMEM_FTRACE": OWN_FTRACE,
+                 "EXECMEM_BPF": OWN_BPF_JIT}
+
+
+def cached_type(c: Ctx, kind: str) -> bool:
+    """Whether x86 serves `kind` from the ROX cache in this kernel."""
+    if not rox_cache(c):
+        return False
+    if kind == "EXECMEM_MODULE_TEXT":
+        return True
+    return kind in ("EXECMEM_KPROBES", "EXECMEM_FTRACE") and \
+        c.flags.rox_cache_users == "module_kprobes_ftrace"
+
+
+def _execmem_domain(c: Ctx) -> list[Params]:
+    return product(area=range(c.bounds.areas), type=EXECMEM_TYPES) if c.flags.execmem != "none" else []
+
+
+def _execmem_room(s: State, p: Params, c: Ctx, L: Logic) -> Any:
+    if cached_type(c, p["type"]):
+        return from_cache(s, p["area"], c, L)
+    return area_free(s, p["area"], 1, c, L)
+
+
+@call("execmem", ("area", "type"), _execmem_domain,
+      ("no room: for a cached type no free huge page of the ROX cache (execmem_cache_populate "
+       "first), else no vm area slot with free backing, or a lower one is free", _execmem_room),
+      implicit=("area",), returns="area")
+def execmem_alloc(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """execmem_alloc(type, PAGE_SIZE) (mm/execmem.c, 12af2b83d0b1, 6.10): a PAGE_KERNEL vmalloc
+    in the type's range with VM_FLUSH_RESET_PERMS, nothing written; for the types x86 caches
+    (module text from 6.13-rc1, kprobes and ftrace from 6.17) a page of the ROX cache,
+    PAGE_KERNEL_ROX and filled with INT3."""
+    owner = EXECMEM_TYPES[p["type"]]
+    if cached_type(c, p["type"]):
+        return cache_take(s, p["area"], owner, L)
+    return module_alloc(s, p["area"], 1, owner, c, L)
+
+
+def _free_domain(c: Ctx) -> list[Params]:
+    if c.flags.execmem == "none":
+        return []
+    return product(addr=range(c.bounds.areas), fail=c.fail_choices)
+
+
+@call("execmem", ("addr", "fail"), _free_domain,
+      ("vm area {addr} is not from execmem_alloc: execmem_free would vfree a nonexistent area",
+       lambda s, p, c, L: L.and_(L.ne(s.areas.owner[p["addr"]], OWN_NONE),
+                                 L.ne(s.areas.owner[p["addr"]], OWN_ROX_CACHE))),
+      implicit=("fail",))
+def execmem_free(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """execmem_free(ptr) (mm/execmem.c, 6.10): WARN_ON(in_interrupt()); memory from the ROX
+    cache goes back to it (execmem_cache_free), anything else is vfree'd, which resets the
+    direct map (VM_FLUSH_RESET_PERMS)."""
+    a, fail = p["addr"], p["fail"]
+    if not rox_cache(c):
+        return vunmap(s, a, 1, False, fail, c, L)
+    return L.ite(s.areas.cached[a], cache_free(s, a, fail, c, L), vunmap(s, a, 1, False, fail, c, L))

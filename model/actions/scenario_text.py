@@ -15,6 +15,7 @@ from typing import Any
 
 from model.actions.base import Ctx, call, product
 from model.actions.cpa import change_page_attr
+from model.actions.cpa import set_memory_rox as cpa_set_memory_rox
 from model.actions.scenario_vmalloc import allocated
 from model.actions.tlb import vm_unmap_aliases
 from model.actions.vmalloc import set_vm_flush_reset_perms as set_flush_flag
@@ -73,6 +74,18 @@ def set_memory_nx(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """set_memory_nx(addr, numpages) (arch/x86/mm/pat/set_memory.c, 5.17): set _PAGE_NX on
     the vmalloc PTEs only."""
     return _cpa(None, False)(s, p, c, L)
+
+
+@call("cpa", ("addr", "numpages", "fail"),
+      # set_memory_rox arrived with d48567c9a0d1 (6.2)
+      lambda c: _cpa_domain(c) if c.flags.set_memory_rox else [], *CPA_CHECKS, implicit=("fail",))
+def set_memory_rox(s: State, p: Params, c: Ctx, L: Logic) -> State:
+    """set_memory_rox(addr, numpages) (arch/x86/mm/pat/set_memory.c, 60463628c9e0, 6.2): one
+    CPA pass clearing _PAGE_RW and _PAGE_NX; the alias loses _PAGE_RW only (d597416683d5);
+    from 41d88484c71c (6.15) it collapses split large pages."""
+    start = c.bounds.zone(p["addr"]).start
+    frames = range(start, start + p["numpages"])
+    return cpa_set_memory_rox(s, p["addr"], frames, p["fail"], c, L)[0]
 
 
 def _addr_domain(c: Ctx) -> list[Params]:

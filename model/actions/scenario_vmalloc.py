@@ -76,7 +76,10 @@ def __vmalloc_node_range(s: State, p: Params, c: Ctx, L: Logic) -> State:
                          c, L)
 
 
-@call("module", ("area", "npages"), _alloc_domain, AREA_FREE, implicit=("area",), returns="area")
+@call("module", ("area", "npages"),
+      # from 6.10 execmem_alloc replaced it (12af2b83d0b1)
+      lambda c: _alloc_domain(c) if c.flags.execmem == "none" else [],
+      AREA_FREE, implicit=("area",), returns="area")
 def module_alloc(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """module_alloc(size) (arch/x86/kernel/module.c): vmalloc in the module area,
     PAGE_KERNEL_EXEC before f2c65fb3221a (5.2), PAGE_KERNEL after; nothing written yet and
