@@ -475,6 +475,14 @@ _USERS_FIXED = {
     "no_exec_uninit": "not fixed by 6.0: kprobes pages stay executable before they are written",
 }
 
+def _rox_era(name: str, summary: str, flags: Flags, wx_evidence: str) -> Profile:
+    """6.2 to 6.10 share their history: kprobes and ftrace pages executable before they are
+    written, and W^X broken when a direct-map split fails and nobody checks the error."""
+    return Profile(name, summary, flags, frozenset({"no_exec_uninit"}), frozenset({"wx"}),
+                   evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": wx_evidence},
+                   fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX})
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -615,34 +623,12 @@ PROFILES: dict[str, Profile] = {
             evidence={"wx": _FTRACE_BOOT_EVIDENCE, "no_exec_uninit": _UNWRITTEN_REST_EVIDENCE},
             fixed_by={"wx": _FTRACE_ROX_FIX, "no_exec_uninit": _UNWRITTEN_REST_FIX},
         ),
-        Profile(
-            "v6.2",
-            "set_memory_rox: one CPA call, NX never reaching the direct map; ftrace trampolines "
-            "RO+X at boot too",
-            _V62,
-            frozenset({"no_exec_uninit"}),
-            frozenset({"wx"}),
-            evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": _ROX_SPLIT_EVIDENCE},
-            fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX},
-        ),
-        Profile(
-            "v6.8",
-            "x86 BPF trampolines and struct_ops images in bpf_prog_pack chunks",
-            _V68,
-            frozenset({"no_exec_uninit"}),
-            frozenset({"wx"}),
-            evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": _ROX_SPLIT_EVIDENCE},
-            fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX},
-        ),
-        Profile(
-            "v6.10",
-            "execmem_alloc; set_memory_* errors checked by the module loader and BPF",
-            _V610,
-            frozenset({"no_exec_uninit"}),
-            frozenset({"wx"}),
-            evidence={"no_exec_uninit": _UNWRITTEN_REST_EVIDENCE, "wx": _ROX_SPLIT_610_EVIDENCE},
-            fixed_by={"no_exec_uninit": _UNWRITTEN_REST_FIX, "wx": _ROX_ERRORS_FIX},
-        ),
+        _rox_era("v6.2", "set_memory_rox: one CPA call, NX never reaching the direct map; "
+                 "ftrace trampolines RO+X at boot too", _V62, _ROX_SPLIT_EVIDENCE),
+        _rox_era("v6.8", "x86 BPF trampolines and struct_ops images in bpf_prog_pack chunks",
+                 _V68, _ROX_SPLIT_EVIDENCE),
+        _rox_era("v6.10", "execmem_alloc; set_memory_* errors checked by the module loader and BPF",
+                 _V610, _ROX_SPLIT_610_EVIDENCE),
         Profile(
             "v6.13-rc1",
             "x86 module text from the execmem ROX cache: out of the direct map, written through "
