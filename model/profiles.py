@@ -191,6 +191,12 @@ FLAG_INFO: dict[str, FlagInfo] = {
         "set_memory_rox collapses split large pages whose 512 entries have the same "
         "permissions back into one leaf (CPA_COLLAPSE, 41d88484c71c, 6.15)",
     ),
+    "collapse_same_flags": FlagInfo(
+        (True, False),
+        "collapse_pmd_page collapses only when all 512 PTEs have the same flags "
+        "(41d88484c71c); False, a seeded bug, collapses a split huge mapping whatever its PTEs "
+        "say",
+    ),
     "rox_cache_free": FlagInfo(
         ("text_poke_fill", "rw_fill_rox"),
         "how execmem_cache_free refills a freed allocation with INT3: through text_poke "
@@ -269,6 +275,7 @@ class Flags:
     rox_cache_direct_map: str = "kept"
     rox_text_write: str = "temp_rw"
     cpa_collapse: bool = False
+    collapse_same_flags: bool = True
     rox_cache_free: str = "text_poke_fill"
     rox_cache_users: str = "module"
 

@@ -48,6 +48,7 @@ ELSEWHERE: dict[str, str] = {
     "set_memory": "test_set_memory_flag_changes_the_trace",
     "execmem": "test_execmem_sets_flush_reset_itself",
     "cpa_collapse": "test_cpa_collapse_flag_restores_the_huge_mapping",
+    "collapse_same_flags": "test_collapse_without_the_flags_test_breaks_direct_map_integrity",
     "rox_cache_free": "test_rox_cache_free_flag_decides_the_free_path",
 }
 

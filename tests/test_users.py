@@ -160,3 +160,19 @@ def test_rox_cache_free_flag_decides_the_free_path() -> None:
         s = _run("v6.17", calls, rox_cache_free=how)
         assert s.dmap.split[0] is split and s.areas.vsplit[0] is False
         assert s.areas.owner[0] == OWN_ROX_CACHE and not s.areas.pte_w[0]  # back, ROX
+
+
+def test_collapse_without_the_flags_test_breaks_direct_map_integrity() -> None:
+    """collapse_pmd_page checks that all PTEs agree (41d88484c71c). Without that check (the
+    seeded flag collapse_same_flags=false) set_memory_rox on one page of a huge kvmalloc
+    area collapses a PMD whose pages differ: direct_map_integrity's huge-mapping rule."""
+    from invariants import INVARIANTS
+
+    calls = "k = kvmalloc(npages=2)\nset_memory_rox(k, numpages=1)\n"
+    for checked, holds in ((True, True), (False, False)):
+        system = System.build("v6.15", overrides={"collapse_same_flags": checked}, scenario=True)
+        s = system.initial()
+        for inst in _steps(parse(calls), system):
+            s = system.step(s, inst)
+        assert s.areas.vsplit[0] is checked
+        assert INVARIANTS["direct_map_integrity"](s, system.ctx, CONCRETE) is holds

@@ -177,6 +177,8 @@ def collapse_large_pages(s: State, area: int, c: Ctx, L: Logic) -> State:
     a = s.areas
     z = c.bounds.zone(area)
     same = L.all_(L.eq(fld[f], fld[z.start]) for fld in (a.pte_w, a.pte_x) for f in z[1:])
+    if not c.flags.collapse_same_flags:
+        same = True
     vsame = L.and_(a.huge[area], L.eq(a.npages[area], c.bounds.hpage), same)
     vsplit = L.store(a.vsplit, area, L.and_(a.vsplit[area], L.not_(vsame)))
     return s.replace(areas=evolve(a, vsplit=vsplit))
