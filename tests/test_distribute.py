@@ -141,7 +141,9 @@ def test_interrupt_prints_what_the_workers_settled(
                             "--workers", "2", "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert fired and code == 130, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
+    # progress lines come every 15 s off a terminal once a run passes 5 s (a loaded machine)
+    said = [ln for ln in err.splitlines() if not ln.startswith("allocheck: progress: ")]
+    assert len(said) == 1 and "Traceback" not in err, err
     m = re.search(r"interrupted: (\d+) of (\d+) results finished", err)
     assert m and int(m[2]) == 2 * len(INVARIANTS) and 2 <= int(m[1]) < 2 * len(INVARIANTS), err
     rows = [line for line in out.splitlines() if line.startswith(("v5.19 ", "v6.0 "))]
