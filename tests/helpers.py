@@ -20,3 +20,19 @@ def make(profile: str, calls: list[str], invariant: str | None, engine: str = "t
          overrides: dict[str, Any] | None = None, seed: int | None = 7) -> Trace:
     system = System.build(profile, bounds=WIDE, overrides=overrides)
     return trace_from_steps(system, find_instances(system, calls), invariant, engine, seed=seed)
+
+
+# A command as a shell starts it: SIGINT at its default and unblocked, whatever this test
+# process inherited (the command keeps an ignored SIGINT ignored, as a background job's is).
+RESET_SIGINT = ("import signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])")
+
+
+def from_a_shell(*args: str) -> list[str]:
+    """argv running `python ARGS` with SIGINT reset first (os.execv keeps the pid)."""
+    import sys
+
+    return [sys.executable, "-c",
+            RESET_SIGINT + "; import os, sys; os.execv(sys.executable, [sys.executable, "
+            "*sys.argv[1:]])", *args]
+

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from invariants import INVARIANTS
+from tests.helpers import from_a_shell
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("v5.18-rc1", "v5.13-powerpc", "v5.19")
@@ -157,8 +158,9 @@ def test_interrupt_prints_what_the_workers_settled(
 def test_ctrl_c_stops_every_worker(tmp_path: Path) -> None:
     # the real signal, to the command only (not its process group): it must stop the
     # tasks' processes itself, print what they settled and exit 130
-    p = subprocess.Popen([sys.executable, "-m", "search", "--depth", "12", "--workers", "2",
-                          "--profile", "v5.19", "--profile", "v6.0", "--out", str(tmp_path)],
+    p = subprocess.Popen(from_a_shell("-m", "search", "--depth", "12", "--workers", "2",
+                                      "--profile", "v5.19", "--profile", "v6.0",
+                                      "--out", str(tmp_path)),
                          cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
                          start_new_session=True)

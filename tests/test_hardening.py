@@ -26,6 +26,7 @@ import pytest
 from invariants import INVARIANTS
 from model.system import System
 from search.traces.itf import Trace, TraceError, loads, save, to_itf, trace_from_steps
+from tests.helpers import RESET_SIGINT
 
 ROOT = Path(__file__).resolve().parent.parent
 ESC = "\x1b]0;pwned\x07\x1b[2J"
@@ -524,7 +525,7 @@ def test_signal_in_a_destructor_is_deferred() -> None:
     assert not _in_destructor(sys._getframe())
 
 
-_START_UP = """
+_START_UP = RESET_SIGINT + """
 import importlib.abc, os, runpy, signal, sys
 class Hook(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
