@@ -286,7 +286,8 @@ def _check_parser() -> _Parser:
     p = _Parser(
         prog="python -m search",
         description="Check Linux allocator invariants on kernel-version profiles. "
-        "Subcommands: list, replay FILE..., show FILE, catalog, run FILE..., certify FILE (see "
+        "Subcommands: list, replay FILE..., show FILE, catalog, run FILE..., certify FILE, "
+        "history, fragmentation (see "
         "`python -m search SUBCOMMAND --help`). Exit codes: 0 as declared, 3 some result unknown, 12 an "
         "undeclared violation, 13 a declared one not reproduced, 2 bad input, 74 an output "
         "not written, 130 interrupted, 255 internal error.",
@@ -1103,9 +1104,22 @@ def _history(argv: Sequence[str]) -> int:
     return cmd_history(argv)
 
 
+def _fragmentation(argv: Sequence[str]) -> int:
+    """`fragmentation`: direct-map splits per design (search/fragmentation_cli.py)."""
+    from search.fragmentation_cli import FragmentationError, cmd_fragmentation
+
+    try:
+        return cmd_fragmentation(argv)
+    except (FragmentationError, ValueError) as e:
+        if _bad_input(e):
+            raise
+        raise UsageError(str(e)) from None
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": cmd_list, "replay": cmd_replay, "show": cmd_show, "catalog": cmd_catalog,
     "run": cmd_run, "history": _history, "certify": cmd_certify,
+    "fragmentation": _fragmentation,
 }
 
 

@@ -1,0 +1,188 @@
+"""Physical placement of executable memory and what it costs the direct map (issue 10).
+
+The safety model gives each vm area slot a zone of its own, which is also one direct-map
+leaf: placement is fixed, so it cannot say how many leaves a design splits. This module is
+the other half: where the page allocator puts the pages behind each executable allocation,
+and which 2 MiB direct-map leaves (PMD entries of the kernel's linear map) a design splits
+into 4 KiB PTEs. It is a transition system of its own, small enough for z3 to maximise over
+every placement and fast enough to sample thousands of placements; it takes its designs
+from the same profile flags as the safety model.
+
+What splits a leaf (arch/x86/mm/pat/set_memory.c): a permission change that covers part of
+a leaf, as set_memory_ro/rox on a 4 KiB page does through cpa_process_alias. A leaf
+changed whole (a PMD-mapped pack, a ROX cache huge page) is changed in place, not split.
+Before 6.15 a split leaf is never merged again; 6.15's collapse (41d88484c71c) rebuilds the
+PMD over the addresses of the set_memory_rox request, which for vmalloc memory are the
+vmalloc ones: the direct-map alias stays split (read from the diff, docs/kernel-notes.md Q9).
+So in every modelled kernel a split leaf stays split, and the count only grows; the kernel
+counts the same events in /proc/vmstat direct_map_level2_splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from model.actions.base import Ctx
+from model.actions.code import module_alloc_huge
+from model.bounds import Bounds
+from model.profiles import Flags
+
+BPF_PROG_CHUNK_SIZE = 64  # bytes (kernel/bpf/core.c)
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The modelled memory: `leaves` direct-map leaves of `frames` 4 KiB frames each."""
+
+    leaves: int = 64  # 128 MiB of 2 MiB leaves
+    frames: int = 512  # PTRS_PER_PTE
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.leaves <= 4096 and 1 <= self.frames <= 512):
+            raise ValueError(f"machine leaves={self.leaves}, frames={self.frames}: leaves must be "
+                             "1..4096 and frames 1..512")
+
+
+@dataclass(frozen=True)
+class Design:
+    """How a kernel backs BPF programs, from its flags.
+
+    `pack_pages`: 4 KiB pages per allocation unit (a pack, or one program's image);
+    `huge`: the unit is one PMD-aligned order-9 block mapped by a PMD, changed whole;
+    `programs`: programs per unit (chunks of BPF_PROG_CHUNK_SIZE)."""
+
+    name: str
+    pack_pages: int
+    huge: bool
+    programs: int
+    source: str
+    changes_alias: bool = True  # set_memory_* reaches the direct map at all
+
+
+def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
+    """The BPF program design of a profile: per-program images (module_alloc), or packs of
+    PAGE_SIZE, of one PMD (5.18-rc1, mapped huge), or PMD_SIZE * nodes mapped with 4 KiB
+    pages (6.0 on: module_alloc does not opt in to huge vmalloc)."""
+    if not (flags.set_memory and flags.cpa_alias):
+        # powerpc 5.13: no set_memory_* at all, and its change_memory_attr never touches the
+        # linear map: nothing splits it
+        pages = -(-prog_size // PAGE_SIZE)
+        return Design("direct map never changed", pages, False, 1,
+                      "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+    chunks = -(-prog_size // BPF_PROG_CHUNK_SIZE)
+    per_page = max(1, (PAGE_SIZE // BPF_PROG_CHUNK_SIZE) // chunks)
+    if not flags.bpf_prog_pack:
+        pages = -(-prog_size // PAGE_SIZE)
+        return Design("module_alloc per program", pages, False, 1,
+                      "bpf_jit_binary_alloc: one module_alloc image per program (5.2 to 5.17)")
+    if flags.pack_size == "page":
+        return Design("4 KiB packs", 1, False, per_page,
+                      "bpf_prog_pack of PAGE_SIZE (559089e0a93d, 5.18 and 5.19)")
+    # the safety model's own rule: is module_alloc(BPF_PROG_PACK_SIZE) mapped by PMDs?
+    ctx = Ctx(Bounds(), flags)
+    huge = module_alloc_huge(ctx, ctx.bounds.hpage)
+    return Design("2 MiB packs, PMD-mapped" if huge else "PMD_SIZE packs, 4 KiB-mapped",
+                  machine.frames, huge, per_page * machine.frames,
+                  "BPF_HPAGE_SIZE packs mapped huge (57631054fae6, 5.18-rc1)" if huge else
+                  "PMD_SIZE * num_possible_nodes() packs, module_alloc not huge (6.0 on)")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """`load` programs loaded, then `churn` pairs of (unload the oldest, load one)."""
+
+    load: int
+    churn: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.load <= 100_000 and 0 <= self.churn <= 100_000):
+            raise ValueError("load and churn must be 0..100000")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One allocation unit coming (`alloc`) or going, with the pages it needs."""
+
+    unit: int
+    alloc: bool
+    pages: int
+    huge: bool
+    splits: bool  # its 4 KiB pages split their leaves when made RO
+
+
+def events(d: Design, w: Workload) -> list[Event]:
+    """The allocation units' lives under the workload: a unit is allocated when a program
+    finds no room in the live ones (first fit, as bpf_prog_pack_alloc) and freed when its
+    last program goes (bpf_prog_pack_free)."""
+    out: list[Event] = []
+    units: list[list[int]] = []  # per unit: live program ids
+    where: dict[int, int] = {}
+
+    def load(prog: int) -> None:
+        for u, progs in enumerate(units):
+            if progs is not None and len(progs) < d.programs:
+                progs.append(prog)
+                where[prog] = u
+                return
+        units.append([prog])
+        where[prog] = len(units) - 1
+        out.append(Event(len(units) - 1, True, d.pack_pages, d.huge, _splits(d)))
+
+    def unload(prog: int) -> None:
+        u = where.pop(prog)
+        units[u].remove(prog)
+        if not units[u]:
+            units[u] = None  # type: ignore[call-overload]
+            out.append(Event(u, False, d.pack_pages, d.huge, _splits(d)))
+
+    nxt = 0
+    for _ in range(w.load):
+        load(nxt)
+        nxt += 1
+    for k in range(w.churn):
+        unload(k)
+        load(nxt)
+        nxt += 1
+    return out
+
+
+def _splits(d: Design) -> bool:
+    return d.changes_alias and not d.huge
+
+
+def split_leaves(placement: dict[int, list[int]], evs: list[Event]) -> set[int]:
+    """The leaves a run splits, given where each unit's pages landed (a leaf per page)."""
+    split: set[int] = set()
+    for e in evs:
+        if e.alloc and e.splits:
+            split.update(placement[e.unit])
+    return split
+
+
+def check_placement(placement: dict[int, list[int]], evs: list[Event], m: Machine) -> str | None:
+    """Why `placement` is impossible (None if it is possible): no leaf ever holds more pages
+    than it has frames, and a huge unit takes a leaf nobody else uses."""
+    used = [0] * m.leaves
+    whole = [False] * m.leaves
+    for e in evs:
+        leaves = placement[e.unit]
+        sign = 1 if e.alloc else -1
+        if e.huge:
+            (leaf,) = leaves
+            if e.alloc and (used[leaf] or whole[leaf]):
+                return f"unit {e.unit}: leaf {leaf} is not free for an order-9 block"
+            whole[leaf] = e.alloc
+            continue
+        for leaf in leaves:
+            used[leaf] += sign
+            if whole[leaf] or used[leaf] > m.frames:
+                return f"unit {e.unit}: leaf {leaf} has no free frame"
+    return None
+
+
+def as_json(d: Design) -> dict[str, Any]:
+    return {"name": d.name, "pack_pages": d.pack_pages, "huge": d.huge,
+            "programs_per_unit": d.programs, "changes_alias": d.changes_alias,
+            "source": d.source}

@@ -1,0 +1,217 @@
+"""Direct-map fragmentation of a design under a workload: the worst case over every
+placement (exact, z3 Optimize) and the typical case (seeded simulation).
+
+The placement model is `model.placement`; this module only searches it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from model.placement import (
+    Design,
+    Event,
+    Machine,
+    Workload,
+    check_placement,
+    events,
+    split_leaves,
+)
+
+
+@dataclass(frozen=True)
+class Worst:
+    """The most leaves any placement splits; `value` None when z3 did not settle it."""
+
+    value: int | None
+    status: str  # "exact" or "unknown: why"
+    witness: dict[int, list[int]] = field(default_factory=dict, compare=False)
+
+
+def worst_case(d: Design, w: Workload, m: Machine, timeout: float = 60.0,
+               greedy: bool = True) -> Worst:
+    """Maximise the number of split leaves over every placement the page allocator could
+    choose: each 4 KiB page in any leaf with a free frame, each order-9 block in any leaf
+    nobody else uses, at every moment of the run. z3's Optimize answers exactly; where it
+    answers unknown or runs out of `timeout` seconds, so does this (never a guess). First
+    an adversary's greedy placement: where it splits as many leaves as there are pages
+    (or leaves), nothing can split more, and the solver is not asked.
+
+    Pages of one unit are interchangeable, so the unknowns are how many of a unit's pages
+    land in each leaf; leaves are interchangeable too (all free at the start), so the split
+    ones are taken to be a prefix. A split leaf holds at least one page: stated per leaf, it
+    gives z3 the linear bound (splits <= pages) that pigeonhole reasoning would not."""
+    if greedy:
+        value, bound, placement = greedy_worst(d, w, m)
+        if value == bound:
+            return Worst(value, "exact", placement)
+    evs = events(d, w)
+    opt = z3.Optimize()
+    opt.set("timeout", max(1, int(timeout * 1000)))
+    count: dict[int, list[Any]] = {}
+    for e in evs:
+        if not e.alloc:
+            continue
+        cs = [z3.Int(f"u{e.unit}.l{lf}") for lf in range(m.leaves)]
+        count[e.unit] = cs
+        need = m.frames if e.huge else e.pages
+        opt.add(z3.Sum(cs) == need)
+        for c in cs:
+            # an order-9 block is one whole leaf; 4 KiB pages go anywhere
+            opt.add(z3.Or(c == 0, c == m.frames) if e.huge else c >= 0)
+    live: set[int] = set()
+    for e in evs:  # capacity when something is allocated (frees only make room)
+        if not e.alloc:
+            live.discard(e.unit)
+            continue
+        live.add(e.unit)
+        for lf in range(m.leaves):
+            opt.add(z3.Sum([count[u][lf] for u in sorted(live)]) <= m.frames)
+    small = sorted({e.unit for e in evs if e.alloc and e.splits})
+    if not small:
+        return Worst(0, "exact", _placement(None, count, m))
+    split = []
+    for lf in range(m.leaves):
+        pages = z3.Sum([count[u][lf] for u in small])
+        y = z3.Bool(f"split.{lf}")
+        opt.add(y == (pages >= 1), z3.If(y, 1, 0) <= pages)
+        split.append(y)
+    for lf in range(m.leaves - 1):
+        opt.add(z3.Implies(split[lf + 1], split[lf]))
+    goal = opt.maximize(z3.Sum([z3.If(y, 1, 0) for y in split]))
+    answer = opt.check()
+    if answer != z3.sat:
+        return Worst(None, f"unknown: z3 answered {answer} ({opt.reason_unknown()})")
+    placement = _placement(opt.model(), count, m)
+    why = check_placement(placement, evs, m)
+    if why is not None:  # the encoding and the model disagree: never report it
+        raise AssertionError(f"z3's worst placement is impossible: {why}")
+    value = len(split_leaves(placement, evs))
+    if value != goal.value().as_long():
+        raise AssertionError("z3's optimum and the placement's splits differ")
+    return Worst(value, "exact", placement)
+
+
+def _placement(model: Any, count: dict[int, list[Any]], m: Machine) -> dict[int, list[int]]:
+    """A leaf per page (one per order-9 block) from the per-leaf counts."""
+    out: dict[int, list[int]] = {}
+    for u, cs in count.items():
+        ns = [model.eval(c, model_completion=True).as_long() if model is not None else 0
+              for c in cs]
+        if model is None:
+            ns[0] = m.frames  # nothing small: any placement; the first leaf
+        huge = any(n == m.frames for n in ns) and sum(ns) == m.frames
+        out[u] = [ns.index(m.frames)] if huge else [lf for lf, n in enumerate(ns) for _ in range(n)]
+    return out
+
+
+class _Memory:
+    """Free frames per leaf while a run places its units."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.used = [0] * m.leaves
+        self.whole = [False] * m.leaves
+
+    def room(self, lf: int) -> int:
+        return 0 if self.whole[lf] else self.m.frames - self.used[lf]
+
+
+def _run(evs: list[Event], m: Machine, pick_page: Any, pick_leaf: Any) -> dict[int, list[int]]:
+    """Place every unit of `evs` with the given choices; returns the placement."""
+    mem = _Memory(m)
+    placement: dict[int, list[int]] = {}
+    for e in evs:
+        if not e.alloc:
+            for lf in placement[e.unit]:
+                if e.huge:
+                    mem.whole[lf] = False
+                else:
+                    mem.used[lf] -= 1
+            continue
+        if e.huge:
+            lf = pick_leaf(mem)
+            mem.whole[lf] = True
+            placement[e.unit] = [lf]
+            continue
+        spots = []
+        for _k in range(e.pages):
+            lf = pick_page(mem)
+            mem.used[lf] += 1
+            spots.append(lf)
+        placement[e.unit] = spots
+    return placement
+
+
+def _no_room(what: str) -> ValueError:
+    return ValueError(f"the machine has no {what}: raise --leaves")
+
+
+def simulate(d: Design, w: Workload, m: Machine, runs: int, seed: int) -> list[int]:
+    """Split leaves in `runs` placements drawn at random (seeded): each 4 KiB page on a free
+    frame chosen uniformly (rejection sampling: a leaf at random, kept with probability
+    free frames / frames), each order-9 block on a free leaf chosen uniformly."""
+    evs = events(d, w)
+    rng = random.Random(seed)
+
+    def page(mem: _Memory) -> int:
+        if not any(mem.room(lf) for lf in range(m.leaves)):
+            raise _no_room("free frame")
+        while True:
+            lf = rng.randrange(m.leaves)
+            if rng.randrange(m.frames) < mem.room(lf):
+                return lf
+
+    def leaf(mem: _Memory) -> int:
+        free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
+        if not free:
+            raise _no_room("free leaf for an order-9 block")
+        return rng.choice(free)
+
+    return [len(split_leaves(_run(evs, m, page, leaf), evs)) for _ in range(runs)]
+
+
+def greedy_worst(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int, list[int]]]:
+    """An adversary's placement: each 4 KiB page in a leaf nobody has split yet while one has
+    room, each order-9 block in an empty leaf that is split already where there is one.
+    Returns (its splits, the upper bound min(4 KiB pages allocated, leaves), placement):
+    where they are equal the worst case is exact without a solver."""
+    evs = events(d, w)
+    split: set[int] = set()
+
+    def page(mem: _Memory) -> int:
+        fresh = [lf for lf in range(m.leaves) if lf not in split and mem.room(lf)]
+        pool = fresh or [lf for lf in range(m.leaves) if mem.room(lf)]
+        if not pool:
+            raise _no_room("free frame")
+        split.add(pool[0])
+        return pool[0]
+
+    def leaf(mem: _Memory) -> int:
+        free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
+        if not free:
+            raise _no_room("free leaf for an order-9 block")
+        spent = [lf for lf in free if lf in split]
+        return (spent or free[::-1])[0]
+
+    placement = _run(evs, m, page, leaf)
+    pages = sum(e.pages for e in evs if e.alloc and e.splits)
+    return len(split_leaves(placement, evs)), min(pages, m.leaves), placement
+
+
+def percentile(xs: list[int], q: float) -> float:
+    """The q-quantile (0..1) of `xs`, nearest rank."""
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, math.ceil(q * len(s)) - 1))
+    return float(s[k])
+
+
+def summary(xs: list[int]) -> dict[str, float]:
+    return {"median": float(statistics.median(xs)), "p90": percentile(xs, 0.9),
+            "max": float(max(xs)), "min": float(min(xs))}

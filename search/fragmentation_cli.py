@@ -1,0 +1,187 @@
+"""`python -m search fragmentation`: what each BPF program allocator design costs the
+direct map, for a workload: the worst case over every placement (exact) and the typical
+case (a seeded simulation), as a table, JSON and a plot (issue 10)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from model.placement import Machine, Workload, as_json, design, events
+from model.profiles import get_profile
+from search.engines.fragmentation import simulate, summary, worst_case
+from search.progress import Progress
+
+# one profile per design: per-program module_alloc, 4 KiB packs, PMD-mapped 2 MiB packs,
+# PMD_SIZE * nodes packs on 4 KiB pages
+REPRESENTATIVES = ("v5.2", "v5.18", "v5.18-rc1", "v6.0")
+
+
+class FragmentationError(ValueError):
+    """Bad input: one line for the user (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise FragmentationError(message)
+
+
+def _count(lo: int, hi: int, what: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be {lo}..{hi}, got {v}")
+        return v
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m search fragmentation",
+        description="Direct-map leaves (2 MiB) split into 4 KiB pages by each BPF program "
+        "allocator design under a workload: the worst case over every placement the page "
+        "allocator could choose (exact: an adversary's placement that meets the upper bound, "
+        "else z3 Optimize), and the typical case over seeded random placements (median, "
+        "90th percentile). Leaves split, not throughput. Exit 0, 3 if a worst case is "
+        "unknown, 2 bad input, 130 interrupted.")
+    p.add_argument("--profile", action="append", metavar="P",
+                   help="profile whose design to measure (repeatable; default: "
+                   + ", ".join(REPRESENTATIVES) + ")")
+    p.add_argument("--load", type=_count(0, 10_000, "--load"), default=8, metavar="N",
+                   help="programs loaded (default 8)")
+    p.add_argument("--churn", type=_count(0, 10_000, "--churn"), default=0, metavar="M",
+                   help="then M times: unload the oldest program, load a new one (default 0)")
+    p.add_argument("--prog-size", type=_count(1, 1 << 20, "--prog-size"), default=512,
+                   metavar="BYTES", help="JIT image size of every program (default 512)")
+    p.add_argument("--leaves", type=_count(1, 4096, "--leaves"), default=1024, metavar="L",
+                   help="direct-map leaves of the modelled memory (default 1024: 2 GiB)")
+    p.add_argument("--runs", type=_count(1, 100_000, "--runs"), default=200, metavar="R",
+                   help="random placements per point (default 200)")
+    p.add_argument("--seed", type=_count(0, 2**63 - 1, "--seed"), default=0)
+    p.add_argument("--timeout", type=_count(1, 86_400, "--timeout"), default=60,
+                   metavar="SECONDS", help="z3's limit per worst case (default 60)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="splits against programs loaded, "
+                   "one line per design (worst solid, median dashed)")
+    return p
+
+
+def measure(profile: str, w: Workload, m: Machine, prog_size: int, runs: int, seed: int,
+            timeout: float) -> dict[str, Any]:
+    d = design(get_profile(profile).flags, prog_size, m)
+    worst = worst_case(d, w, m, timeout)
+    typical = simulate(d, w, m, runs, seed)
+    stats = summary(typical)
+    units = sum(1 for e in events(d, w) if e.alloc)
+    return {
+        "profile": profile, "design": as_json(d), "units_allocated": units,
+        "worst": {"value": worst.value, "status": worst.status},
+        "typical": {**stats, "runs": runs, "seed": seed},
+        "small_fraction": {"worst": None if worst.value is None else worst.value / m.leaves,
+                           "median": stats["median"] / m.leaves},
+    }
+
+
+def _row(r: dict[str, Any]) -> str:
+    w = r["worst"]["value"]
+    t = r["typical"]
+    sf = r["small_fraction"]
+    worst = "unknown" if w is None else str(w)
+    frac = "?" if sf["worst"] is None else f"{100 * sf['worst']:.1f}%"
+    return (f"{r['profile']:<11}{r['design']['name']:<31}{r['units_allocated']:>6}"
+            f"{worst:>8}{t['median']:>9.0f}{t['p90']:>7.0f}   {frac:>7} / "
+            f"{100 * sf['median']:.1f}%")
+
+
+HEADER = (f"{'profile':<11}{'design':<31}{'units':>6}{'worst':>8}{'median':>9}{'p90':>7}"
+          "   small pages (worst / median)")
+
+
+def cmd_fragmentation(argv: Sequence[str]) -> int:
+    a = parser().parse_args(argv)
+    profiles = list(dict.fromkeys(a.profile or REPRESENTATIVES))
+    for name in profiles:
+        get_profile(name)  # an unknown profile is bad input before anything runs
+    m = Machine(leaves=a.leaves)
+    w = Workload(a.load, a.churn)
+    series_loads = list(range(0, a.load + 1)) if a.plot or a.json else []
+    progress = Progress(len(profiles) * (1 + len(series_loads)), bar=not a.json)
+    results: list[dict[str, Any]] = []
+    if not a.json:
+        print(f"workload: {a.load} programs of {a.prog_size} bytes, {a.churn} unload/load "
+              f"pairs; machine: {a.leaves} leaves of 2 MiB; typical: {a.runs} placements, "
+              f"seed {a.seed}")
+        print(HEADER)
+    try:
+        for name in profiles:
+            progress.note(f"{name}: workload")
+            r = measure(name, w, m, a.prog_size, a.runs, a.seed, a.timeout)
+            progress.advance()
+            series = []
+            for n in series_loads:
+                progress.note(f"{name}: {n} programs")
+                s = measure(name, Workload(n, 0), m, a.prog_size, a.runs, a.seed, a.timeout)
+                series.append({"load": n, "worst": s["worst"]["value"],
+                               "median": s["typical"]["median"], "p90": s["typical"]["p90"]})
+                progress.advance()
+            r["series"] = series
+            results.append(r)
+            if not a.json:
+                print(_row(r), flush=True)
+    finally:
+        progress.close()
+    unknown = any(r["worst"]["value"] is None or any(s["worst"] is None for s in r["series"])
+                  for r in results)
+    doc = {"machine": {"leaves": m.leaves, "frames_per_leaf": m.frames},
+           "workload": {"load": a.load, "churn": a.churn, "prog_size": a.prog_size},
+           "results": results}
+    if a.json:
+        json.dump(doc, sys.stdout, indent=1)
+        print()
+    if a.plot:
+        plot(results, a.plot)
+        if not a.json:
+            print(f"plot: {a.plot}")
+    return 3 if unknown else 0
+
+
+def plot(results: list[dict[str, Any]], path: str) -> None:
+    """Splits against programs loaded, one colour per design: worst solid, median dashed.
+    Written to a temporary name first, so that a failure leaves no partial file."""
+    import os
+
+    try:
+        import matplotlib
+    except ImportError:
+        raise FragmentationError("--plot needs matplotlib: pip install 'allocheck[png]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, r in enumerate(results):
+        colour = f"C{k}"
+        xs = [s["load"] for s in r["series"]]
+        label = f"{r['profile']}: {r['design']['name']}"
+        ax.plot(xs, [s["worst"] for s in r["series"]], color=colour, marker="o", label=label)
+        ax.plot(xs, [s["median"] for s in r["series"]], color=colour, linestyle="--")
+    ax.set_xlabel("BPF programs loaded")
+    ax.set_ylabel("direct-map leaves split (2 MiB -> 4 KiB)")
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_title("Direct-map splits per design (solid: worst case, dashed: median)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)

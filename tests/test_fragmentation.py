@@ -1,0 +1,135 @@
+"""Direct-map fragmentation (issue 10): the numbers mean something. Worst cases computed by
+hand, the simulation never above the exact worst case, z3's optimum equal to the
+adversary's, the kernel's design changes that cut splits cut them in the model, and the
+command's table, JSON, plot and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import search.cli
+from model.placement import Machine, Workload, check_placement, design, events
+from model.profiles import PROFILES
+from search.engines.fragmentation import greedy_worst, simulate, summary, worst_case
+
+M = Machine(leaves=1024)
+
+
+def _worst(profile: str, load: int, churn: int = 0, m: Machine = M, prog_size: int = 512) -> int:
+    w = worst_case(design(PROFILES[profile].flags, prog_size, m), Workload(load, churn), m)
+    assert w.status == "exact" and w.value is not None, w
+    return w.value
+
+
+def test_worst_cases_by_hand() -> None:
+    # one program with its own module_alloc image: its page splits one leaf
+    assert _worst("v5.2", 1) == 1
+    # N programs, N images, N leaves at worst (1024 leaves: room for all)
+    assert _worst("v5.2", 8) == 8
+    # unload/load pairs: each new image may land in a leaf nobody split yet
+    assert _worst("v5.2", 8, churn=8) == 16
+    # N programs in one PMD-mapped 2 MiB pack split none (the pack changes its leaf whole)
+    assert _worst("v5.18-rc1", 8) == 0 and _worst("v5.18-rc1", 5000) == 0
+    # 4 KiB packs hold 8 programs of 512 bytes (64-byte chunks): 8 programs, one page
+    assert _worst("v5.18", 8) == 1 and _worst("v5.18", 9) == 2
+    # a PMD_SIZE pack on 4 KiB pages: its 512 pages may each split a leaf
+    assert _worst("v6.0", 1) == 512
+    # ... but never more leaves than the machine has
+    assert _worst("v6.0", 1, m=Machine(leaves=4)) == 4
+    # nothing loaded, nothing split
+    assert all(_worst(p, 0) == 0 for p in ("v5.2", "v5.18", "v5.18-rc1", "v6.0"))
+
+
+@pytest.mark.parametrize("profile", ["v5.2", "v5.18", "v5.18-rc1", "v6.0"])
+@pytest.mark.parametrize(("load", "churn"), [(1, 0), (8, 0), (8, 8), (40, 30)])
+def test_simulation_never_exceeds_the_worst_case(profile: str, load: int, churn: int) -> None:
+    m = Machine(leaves=64)
+    d = design(PROFILES[profile].flags, 512, m)
+    worst = worst_case(d, Workload(load, churn), m)
+    assert worst.value is not None
+    runs = simulate(d, Workload(load, churn), m, 50, seed=1)
+    assert max(runs) <= worst.value
+    assert summary(runs)["median"] <= summary(runs)["p90"] <= worst.value
+
+
+@pytest.mark.parametrize(("profile", "load", "churn", "leaves"),
+                         [("v5.2", 3, 2, 8), ("v5.18", 20, 5, 4), ("v6.0", 1, 0, 16),
+                          ("v5.18-rc1", 3, 1, 4), ("v5.2", 6, 0, 4)])
+def test_z3_agrees_with_the_adversary(profile: str, load: int, churn: int, leaves: int) -> None:
+    """The solver's optimum (asked directly) equals the greedy adversary's where that meets
+    the upper bound, and its witness is a placement the machine allows."""
+    m = Machine(leaves=leaves, frames=512)
+    d = design(PROFILES[profile].flags, 512, m)
+    w = Workload(load, churn)
+    solved = worst_case(d, w, m, greedy=False)
+    value, bound, placement = greedy_worst(d, w, m)
+    assert solved.status == "exact" and solved.value == value == bound
+    assert check_placement(solved.witness, events(d, w), m) is None
+    assert check_placement(placement, events(d, w), m) is None
+
+
+def test_a_tight_machine_bounds_what_the_solver_finds() -> None:
+    """Two leaves of two frames, three programs with their own page at once: at most two
+    leaves split, and z3 proves no placement does better than the adversary."""
+    m = Machine(leaves=2, frames=2)
+    d = design(PROFILES["v5.2"].flags, 512, m)
+    assert worst_case(d, Workload(3), m, greedy=False).value == 2
+    with pytest.raises(ValueError, match="no free frame"):
+        simulate(d, Workload(5), m, 1, 0)
+
+
+def test_the_kernels_design_changes_cut_splits_in_the_model() -> None:
+    """bpf_prog_pack (5.18) replaced one image per program: fewer splits; packs mapped by a
+    PMD (5.18-rc1) split none; 6.0's PMD_SIZE packs on 4 KiB pages, which 559089e0a93d
+    left without VM_ALLOW_HUGE_VMAP, cost more than a few per-program images."""
+    for load in (8, 64):
+        per_program, pack4k = _worst("v5.2", load), _worst("v5.18", load)
+        assert _worst("v5.18-rc1", load) < pack4k < per_program
+    assert _worst("v6.0", 8) > _worst("v5.2", 8)
+
+
+def test_simulation_is_deterministic() -> None:
+    d = design(PROFILES["v6.0"].flags, 512, M)
+    a = simulate(d, Workload(1), M, 20, seed=7)
+    assert a == simulate(d, Workload(1), M, 20, seed=7)
+    assert a != simulate(d, Workload(1), M, 20, seed=8)
+
+
+def test_command_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "frag.png"
+    code = search.cli.main(["fragmentation", "--load", "4", "--runs", "20", "--json",
+                            "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = {r["profile"]: r for r in doc["results"]}
+    assert list(rows) == ["v5.2", "v5.18", "v5.18-rc1", "v6.0"]
+    assert rows["v5.2"]["worst"] == {"value": 4, "status": "exact"}
+    assert rows["v5.18-rc1"]["worst"]["value"] == 0 and rows["v6.0"]["worst"]["value"] == 512
+    for r in rows.values():  # every figure of the table is in the JSON
+        assert set(r) >= {"design", "units_allocated", "worst", "typical", "small_fraction", "series"}
+        assert [s["load"] for s in r["series"]] == [0, 1, 2, 3, 4]
+        assert r["typical"]["median"] <= r["worst"]["value"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.iterdir()) == [png]  # no temporary file left
+
+
+def test_command_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code = search.cli.main(["fragmentation", "--profile", "v5.18", "--load", "16", "--runs", "5"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    (row,) = [line for line in out.splitlines() if line.startswith("v5.18 ")]
+    assert "4 KiB packs" in row and row.split()[4] == "2"  # units, then worst: 2 pages
+
+
+@pytest.mark.parametrize("argv", [["--profile", "v9.9"], ["--load", "-1"], ["--leaves", "0"],
+                                  ["--runs", "x"], ["--profile", "v5.2", "--leaves", "1",
+                                                    "--load", "600"]])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code = search.cli.main(["fragmentation", *argv])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
