@@ -59,6 +59,9 @@ class Design:
     programs: int
     source: str
     changes_alias: bool = True  # set_memory_* reaches the direct map at all
+    # a huge unit whose users change part of it, splitting its own leaf (the 6.15 ROX
+    # cache: execmem_make_temp_rw on a module's pages of a cache huge page)
+    huge_splits: bool = False
 
 
 def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
@@ -87,6 +90,27 @@ def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
                   machine.frames, huge, per_page * machine.frames,
                   "BPF_HPAGE_SIZE packs mapped huge (57631054fae6, 5.18-rc1)" if huge else
                   "PMD_SIZE * num_possible_nodes() packs, module_alloc not huge (6.0 on)")
+
+
+def module_design(flags: Flags, module_pages: int, machine: Machine) -> Design:
+    """How a kernel backs module text: module_alloc / execmem_alloc pages per module (to
+    6.12), or carved out of the execmem ROX cache's huge pages: 6.13-rc1 takes the whole huge
+    page out of the direct map at once (no split), 6.15 on writes the text through
+    execmem_make_temp_rw, which changes part of the huge page's alias and splits its leaf
+    (restore_rox collapses the vmalloc PMD only)."""
+    if not (flags.set_memory and flags.cpa_alias):
+        return Design("direct map never changed", module_pages, False, 1,
+                      "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+    if flags.execmem != "rox_cache":
+        return Design("module_alloc per module", module_pages, False, 1,
+                      "module text from module_alloc / execmem_alloc, 4 KiB pages")
+    per = max(1, machine.frames // module_pages)
+    if flags.rox_cache_direct_map == "invalid":
+        return Design("ROX cache, out of the direct map", machine.frames, True, per,
+                      "execmem_cache_populate takes each huge page out whole (6.13-rc1)")
+    return Design("ROX cache, text via temp RW", machine.frames, True, per,
+                  "execmem_make_temp_rw splits the cache huge page's alias leaf (6.15 on)",
+                  huge_splits=True)
 
 
 @dataclass(frozen=True)
@@ -149,7 +173,7 @@ def events(d: Design, w: Workload) -> list[Event]:
 
 
 def _splits(d: Design) -> bool:
-    return d.changes_alias and not d.huge
+    return d.changes_alias and (d.huge_splits if d.huge else True)
 
 
 def split_leaves(placement: dict[int, list[int]], evs: list[Event]) -> set[int]:
@@ -185,4 +209,4 @@ def check_placement(placement: dict[int, list[int]], evs: list[Event], m: Machin
 def as_json(d: Design) -> dict[str, Any]:
     return {"name": d.name, "pack_pages": d.pack_pages, "huge": d.huge,
             "programs_per_unit": d.programs, "changes_alias": d.changes_alias,
-            "source": d.source}
+            "huge_splits": d.huge_splits, "source": d.source}

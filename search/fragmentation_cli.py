@@ -1,5 +1,5 @@
-"""`python -m search fragmentation`: what each BPF program allocator design costs the
-direct map, for a workload: the worst case over every placement (exact) and the typical
+"""`python -m search fragmentation`: what each allocator design for BPF programs or module
+text costs the direct map, for a workload: the worst case over every placement (exact) and the typical
 case (a seeded simulation), as a table, JSON and a plot (issue 10)."""
 
 from __future__ import annotations
@@ -10,14 +10,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from model.placement import Machine, Workload, as_json, design, events
+from model.placement import Machine, Workload, as_json, design, events, module_design
 from model.profiles import get_profile
 from search.engines.fragmentation import simulate, summary, worst_case
 from search.progress import Progress
 
 # one profile per design: per-program module_alloc, 4 KiB packs, PMD-mapped 2 MiB packs,
-# PMD_SIZE * nodes packs on 4 KiB pages
-REPRESENTATIVES = ("v5.2", "v5.18", "v5.18-rc1", "v6.0")
+# PMD_SIZE * nodes packs on 4 KiB pages; for module text: module_alloc / execmem_alloc, the
+# ROX cache out of the direct map (6.13-rc1), the ROX cache written through temp RW (6.15)
+REPRESENTATIVES = {"bpf": ("v5.2", "v5.18", "v5.18-rc1", "v6.0"),
+                   "modules": ("v6.10", "v6.13-rc1", "v6.15")}
 
 
 class FragmentationError(ValueError):
@@ -45,21 +47,27 @@ def _count(lo: int, hi: int, what: str) -> Any:
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m search fragmentation",
-        description="Direct-map leaves (2 MiB) split into 4 KiB pages by each BPF program "
-        "allocator design under a workload: the worst case over every placement the page "
-        "allocator could choose (exact: an adversary's placement that meets the upper bound, "
+        description="Direct-map leaves (2 MiB) split into 4 KiB pages by each allocator design "
+        "for BPF programs (or, with --kind modules, module text) under a workload: the worst "
+        "case over every placement the page allocator could choose (exact: an adversary's "
+        "placement that meets the upper bound, "
         "else z3 Optimize), and the typical case over seeded random placements (median, "
         "90th percentile). Leaves split, not throughput. Exit 0, 3 if a worst case is "
         "unknown, 2 bad input, 130 interrupted.")
+    p.add_argument("--kind", choices=("bpf", "modules"), default="bpf",
+                   help="what is loaded: BPF programs (default) or modules' text")
     p.add_argument("--profile", action="append", metavar="P",
                    help="profile whose design to measure (repeatable; default: "
-                   + ", ".join(REPRESENTATIVES) + ")")
+                   + ", ".join(REPRESENTATIVES["bpf"]) + "; for --kind modules: "
+                   + ", ".join(REPRESENTATIVES["modules"]) + ")")
     p.add_argument("--load", type=_count(0, 10_000, "--load"), default=8, metavar="N",
-                   help="programs loaded (default 8)")
+                   help="programs (or modules) loaded (default 8)")
     p.add_argument("--churn", type=_count(0, 10_000, "--churn"), default=0, metavar="M",
-                   help="then M times: unload the oldest program, load a new one (default 0)")
+                   help="then M times: unload the oldest, load a new one (default 0)")
     p.add_argument("--prog-size", type=_count(1, 1 << 20, "--prog-size"), default=512,
                    metavar="BYTES", help="JIT image size of every program (default 512)")
+    p.add_argument("--module-pages", type=_count(1, 512, "--module-pages"), default=4,
+                   metavar="PAGES", help="4 KiB text pages of every module (default 4)")
     p.add_argument("--leaves", type=_count(1, 4096, "--leaves"), default=1024, metavar="L",
                    help="direct-map leaves of the modelled memory (default 1024: 2 GiB)")
     p.add_argument("--runs", type=_count(1, 100_000, "--runs"), default=200, metavar="R",
@@ -73,9 +81,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def measure(profile: str, w: Workload, m: Machine, prog_size: int, runs: int, seed: int,
-            timeout: float) -> dict[str, Any]:
-    d = design(get_profile(profile).flags, prog_size, m)
+def measure(profile: str, w: Workload, m: Machine, size: int, runs: int, seed: int,
+            timeout: float, kind: str = "bpf") -> dict[str, Any]:
+    """Every figure of one table row: `size` is a program's bytes (bpf) or a module's text
+    pages (modules)."""
+    flags = get_profile(profile).flags
+    d = design(flags, size, m) if kind == "bpf" else module_design(flags, size, m)
     worst = worst_case(d, w, m, timeout)
     typical = simulate(d, w, m, runs, seed)
     stats = summary(typical)
@@ -95,18 +106,19 @@ def _row(r: dict[str, Any]) -> str:
     sf = r["small_fraction"]
     worst = "unknown" if w is None else str(w)
     frac = "?" if sf["worst"] is None else f"{100 * sf['worst']:.1f}%"
-    return (f"{r['profile']:<11}{r['design']['name']:<31}{r['units_allocated']:>6}"
+    return (f"{r['profile']:<11}{r['design']['name']:<34}{r['units_allocated']:>6}"
             f"{worst:>8}{t['median']:>9.0f}{t['p90']:>7.0f}   {frac:>7} / "
             f"{100 * sf['median']:.1f}%")
 
 
-HEADER = (f"{'profile':<11}{'design':<31}{'units':>6}{'worst':>8}{'median':>9}{'p90':>7}"
+HEADER = (f"{'profile':<11}{'design':<34}{'units':>6}{'worst':>8}{'median':>9}{'p90':>7}"
           "   small pages (worst / median)")
 
 
 def cmd_fragmentation(argv: Sequence[str]) -> int:
     a = parser().parse_args(argv)
-    profiles = list(dict.fromkeys(a.profile or REPRESENTATIVES))
+    profiles = list(dict.fromkeys(a.profile or REPRESENTATIVES[a.kind]))
+    size = a.prog_size if a.kind == "bpf" else a.module_pages
     for name in profiles:
         get_profile(name)  # an unknown profile is bad input before anything runs
     m = Machine(leaves=a.leaves)
@@ -115,19 +127,20 @@ def cmd_fragmentation(argv: Sequence[str]) -> int:
     progress = Progress(len(profiles) * (1 + len(series_loads)), bar=not a.json)
     results: list[dict[str, Any]] = []
     if not a.json:
-        print(f"workload: {a.load} programs of {a.prog_size} bytes, {a.churn} unload/load "
-              f"pairs; machine: {a.leaves} leaves of 2 MiB; typical: {a.runs} placements, "
-              f"seed {a.seed}")
+        what = (f"{a.load} programs of {a.prog_size} bytes" if a.kind == "bpf" else
+                f"{a.load} modules of {a.module_pages} text pages")
+        print(f"workload: {what}, {a.churn} unload/load pairs; machine: {a.leaves} leaves of "
+              f"2 MiB; typical: {a.runs} placements, seed {a.seed}")
         print(HEADER)
     try:
         for name in profiles:
             progress.note(f"{name}: workload")
-            r = measure(name, w, m, a.prog_size, a.runs, a.seed, a.timeout)
+            r = measure(name, w, m, size, a.runs, a.seed, a.timeout, a.kind)
             progress.advance()
             series = []
             for n in series_loads:
-                progress.note(f"{name}: {n} programs")
-                s = measure(name, Workload(n, 0), m, a.prog_size, a.runs, a.seed, a.timeout)
+                progress.note(f"{name}: {n} {'programs' if a.kind == 'bpf' else 'modules'}")
+                s = measure(name, Workload(n, 0), m, size, a.runs, a.seed, a.timeout, a.kind)
                 series.append({"load": n, "worst": s["worst"]["value"],
                                "median": s["typical"]["median"], "p90": s["typical"]["p90"]})
                 progress.advance()
@@ -140,19 +153,20 @@ def cmd_fragmentation(argv: Sequence[str]) -> int:
     unknown = any(r["worst"]["value"] is None or any(s["worst"] is None for s in r["series"])
                   for r in results)
     doc = {"machine": {"leaves": m.leaves, "frames_per_leaf": m.frames},
-           "workload": {"load": a.load, "churn": a.churn, "prog_size": a.prog_size},
+           "workload": {"kind": a.kind, "load": a.load, "churn": a.churn,
+                        "prog_size": a.prog_size, "module_pages": a.module_pages},
            "results": results}
     if a.json:
         json.dump(doc, sys.stdout, indent=1)
         print()
     if a.plot:
-        plot(results, a.plot)
+        plot(results, a.plot, "BPF programs loaded" if a.kind == "bpf" else "modules loaded")
         if not a.json:
             print(f"plot: {a.plot}")
     return 3 if unknown else 0
 
 
-def plot(results: list[dict[str, Any]], path: str) -> None:
+def plot(results: list[dict[str, Any]], path: str, xlabel: str) -> None:
     """Splits against programs loaded, one colour per design: worst solid, median dashed.
     Written to a temporary name first, so that a failure leaves no partial file."""
     import os
@@ -171,7 +185,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
         label = f"{r['profile']}: {r['design']['name']}"
         ax.plot(xs, [s["worst"] for s in r["series"]], color=colour, marker="o", label=label)
         ax.plot(xs, [s["median"] for s in r["series"]], color=colour, linestyle="--")
-    ax.set_xlabel("BPF programs loaded")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("direct-map leaves split (2 MiB -> 4 KiB)")
     ax.set_yscale("symlog", linthresh=1)
     ax.set_title("Direct-map splits per design (solid: worst case, dashed: median)")

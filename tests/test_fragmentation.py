@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import search.cli
-from model.placement import Machine, Workload, check_placement, design, events
+from model.placement import Machine, Workload, check_placement, design, events, module_design
 from model.profiles import PROFILES
 from search.engines.fragmentation import greedy_worst, simulate, summary, worst_case
 
@@ -133,3 +133,36 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], capsys: pytest.Captur
     _, err = capsys.readouterr()
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def _module_worst(profile: str, load: int, churn: int = 0, pages: int = 4,
+                  greedy: bool = True, m: Machine = M) -> int:
+    d = module_design(PROFILES[profile].flags, pages, m)
+    w = worst_case(d, Workload(load, churn), m, greedy=greedy)
+    assert w.status == "exact" and w.value is not None, w
+    return w.value
+
+
+def test_module_text_worst_cases_by_hand() -> None:
+    # module_alloc / execmem_alloc: every text page made RO may split its own leaf
+    assert _module_worst("v6.10", 1) == 4 and _module_worst("v6.10", 20) == 80
+    # 6.13-rc1's ROX cache takes whole huge pages out of the direct map: nothing splits
+    assert _module_worst("v6.13-rc1", 200) == 0
+    # 6.15's temp RW splits the alias leaf of each cache huge page in use: 200 modules of
+    # 4 pages fill two huge pages of 512 frames
+    assert _module_worst("v6.15", 1) == 1 and _module_worst("v6.15", 200) == 2
+    # ... and the solver, asked directly (on a machine of 16 leaves), agrees
+    small = Machine(leaves=16)
+    assert _module_worst("v6.15", 200, greedy=False, m=small) == 2
+    assert _module_worst("v6.10", 3, churn=2, greedy=False, m=small) == 16
+
+
+def test_command_for_modules(capsys: pytest.CaptureFixture[str]) -> None:
+    code = search.cli.main(["fragmentation", "--kind", "modules", "--load", "3", "--runs", "5",
+                            "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["workload"]["kind"] == "modules"
+    worst = {r["profile"]: r["worst"]["value"] for r in doc["results"]}
+    assert worst == {"v6.10": 12, "v6.13-rc1": 0, "v6.15": 1}

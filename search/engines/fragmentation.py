@@ -73,14 +73,16 @@ def worst_case(d: Design, w: Workload, m: Machine, timeout: float = 60.0,
         live.add(e.unit)
         for lf in range(m.leaves):
             opt.add(z3.Sum([count[u][lf] for u in sorted(live)]) <= m.frames)
-    small = sorted({e.unit for e in evs if e.alloc and e.splits})
-    if not small:
+    splitters = {e.unit: e.huge for e in evs if e.alloc and e.splits}
+    if not splitters:
         return Worst(0, "exact", _placement(None, count, m))
     split = []
     for lf in range(m.leaves):
-        pages = z3.Sum([count[u][lf] for u in small])
+        # what splits the leaf: a 4 KiB page made RO in it, or a huge unit changed in part
+        weight = z3.Sum([z3.If(count[u][lf] == m.frames, 1, 0) if huge else count[u][lf]
+                         for u, huge in sorted(splitters.items())])
         y = z3.Bool(f"split.{lf}")
-        opt.add(y == (pages >= 1), z3.If(y, 1, 0) <= pages)
+        opt.add(y == (weight >= 1), z3.If(y, 1, 0) <= weight)
         split.append(y)
     for lf in range(m.leaves - 1):
         opt.add(z3.Implies(split[lf + 1], split[lf]))
@@ -180,7 +182,7 @@ def simulate(d: Design, w: Workload, m: Machine, runs: int, seed: int) -> list[i
 def greedy_worst(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int, list[int]]]:
     """An adversary's placement: each 4 KiB page in a leaf nobody has split yet while one has
     room, each order-9 block in an empty leaf that is split already where there is one.
-    Returns (its splits, the upper bound min(4 KiB pages allocated, leaves), placement):
+    Returns (its splits, the upper bound min(pages and blocks that split, leaves), placement):
     where they are equal the worst case is exact without a solver."""
     evs = events(d, w)
     split: set[int] = set()
@@ -197,11 +199,15 @@ def greedy_worst(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int
         free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
         if not free:
             raise _no_room("free leaf for an order-9 block")
+        if d.huge_splits:  # a block that will be split: somewhere nothing is split yet
+            fresh = [lf for lf in free if lf not in split]
+            split.add((fresh or free)[0])
+            return (fresh or free)[0]
         spent = [lf for lf in free if lf in split]
         return (spent or free[::-1])[0]
 
     placement = _run(evs, m, page, leaf)
-    pages = sum(e.pages for e in evs if e.alloc and e.splits)
+    pages = sum(1 if e.huge else e.pages for e in evs if e.alloc and e.splits)
     return len(split_leaves(placement, evs)), min(pages, m.leaves), placement
 
 
