@@ -1106,14 +1106,9 @@ def _history(argv: Sequence[str]) -> int:
 
 def _fragmentation(argv: Sequence[str]) -> int:
     """`fragmentation`: direct-map splits per design (search/fragmentation_cli.py)."""
-    from search.fragmentation_cli import FragmentationError, cmd_fragmentation
+    from search.fragmentation_cli import cmd_fragmentation
 
-    try:
-        return cmd_fragmentation(argv)
-    except (FragmentationError, ValueError) as e:
-        if _bad_input(e):
-            raise
-        raise UsageError(str(e)) from None
+    return cmd_fragmentation(argv)
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

@@ -4,14 +4,14 @@ case (a seeded simulation), as a table, JSON and a plot (issue 10)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from model.placement import Machine, Workload, as_json, design, events, module_design
-from model.profiles import get_profile
+from model.profiles import ProfileError, get_profile
+from search.cli import UsageError, _Parser, _whole
 from search.engines.fragmentation import simulate, summary, worst_case
 from search.progress import Progress
 
@@ -22,29 +22,11 @@ REPRESENTATIVES = {"bpf": ("v5.2", "v5.18", "v5.18-rc1", "v6.0"),
                    "modules": ("v6.10", "v6.13-rc1", "v6.15")}
 
 
-class FragmentationError(ValueError):
-    """Bad input: one line for the user (exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise FragmentationError(message)
-
-
 def _count(lo: int, hi: int, what: str) -> Any:
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{what} must be {lo}..{hi}, got {v}")
-        return v
-
-    return parse
+    return lambda text: _whole(text, what, lo, hi)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> _Parser:
     p = _Parser(
         prog="python -m search fragmentation",
         description="Direct-map leaves (2 MiB) split into 4 KiB pages by each allocator design "
@@ -118,11 +100,20 @@ HEADER = (f"{'profile':<11}{'design':<34}{'units':>6}{'worst':>8}{'median':>9}{'
 def cmd_fragmentation(argv: Sequence[str]) -> int:
     a = parser().parse_args(argv)
     profiles = list(dict.fromkeys(a.profile or REPRESENTATIVES[a.kind]))
-    size = a.prog_size if a.kind == "bpf" else a.module_pages
     for name in profiles:
         get_profile(name)  # an unknown profile is bad input before anything runs
     m = Machine(leaves=a.leaves)
     w = Workload(a.load, a.churn)
+    try:
+        return _run(a, profiles, m, w)
+    except ValueError as e:  # the machine has no room for the workload: raise --leaves
+        if isinstance(e, ProfileError):
+            raise
+        raise UsageError(str(e)) from None
+
+
+def _run(a: Any, profiles: list[str], m: Machine, w: Workload) -> int:
+    size = a.prog_size if a.kind == "bpf" else a.module_pages
     series_loads = list(range(0, a.load + 1)) if a.plot or a.json else []
     progress = Progress(len(profiles) * (1 + len(series_loads)), bar=not a.json)
     results: list[dict[str, Any]] = []
@@ -174,7 +165,7 @@ def plot(results: list[dict[str, Any]], path: str, xlabel: str) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise FragmentationError("--plot needs matplotlib: pip install 'allocheck[png]'") from None
+        raise UsageError("--plot needs matplotlib: pip install 'allocheck[png]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

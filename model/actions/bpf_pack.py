@@ -45,7 +45,7 @@ def has_room(s: State, area: int, c: Ctx, L: Logic) -> Any:
                   L.any_(L.not_(s.areas.bitmap[bit(c, area, k)]) for k in range(c.bounds.chunks)))
 
 
-def _fill(s: State, cells: range, value: int, L: Logic) -> State:
+def fill_cells(s: State, cells: range, value: int, L: Logic) -> State:
     cont = s.pages.content
     for k in cells:
         cont = L.store(cont, k, value)
@@ -183,10 +183,10 @@ def bpf_arch_text_copy(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     target writable on this CPU only; the kernel mapping never becomes writable."""
     def copy(a: int, k: int) -> State:
         in_pack = L.eq(s.areas.owner[a], OWN_PACK)
-        t = L.when(in_pack, s, lambda u: _fill(u, chunk_cells(c, a, k), CODE, L))
+        t = L.when(in_pack, s, lambda u: fill_cells(u, chunk_cells(c, a, k), CODE, L))
         if not oversized_pages(c):
             return t
-        return L.when(L.not_(in_pack), t, lambda u: _fill(u, image_cells(c, a), CODE, L))
+        return L.when(L.not_(in_pack), t, lambda u: fill_cells(u, image_cells(c, a), CODE, L))
 
     s = at_chunk(s, p["prog"], c, L, copy)
     return _progs(s, L, p["prog"], PROG_LIVE)
@@ -234,7 +234,7 @@ def _free_in_pack(t: State, area: int, chunk: int, fail: bool, c: Ctx, L: Logic)
 
     def release(u: State) -> State:
         if c.flags.pack_invalidate:
-            u = _fill(u, chunk_cells(c, area, chunk), TRAP, L)
+            u = fill_cells(u, chunk_cells(c, area, chunk), TRAP, L)
         u = _set_bit(u, bit(c, area, chunk), False, L)
         empty = L.not_(L.any_(u.areas.bitmap[bit(c, area, k)] for k in range(c.bounds.chunks)))
         return L.when(empty, u, lambda w: module_memfree(w, area, pack_pages(c), fail, c, L))

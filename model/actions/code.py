@@ -168,10 +168,12 @@ def _image_text(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> range:
 
 
 def _lock_call(s: State, p: dict[str, Any], c: Ctx, L: Logic, w: bool | None,
-               x: bool | None) -> State:
+               x: bool | None, locked: bool = False) -> State:
+    """One locking step: the CPA call, the phase it moves the image to (`locked`: straight
+    to PH_LOCKED, as one set_memory_rox does), then the 6.9 error path, which frees it."""
     area, n, fail = p["area"], p["npages"], p["fail"]
     s, err = change_page_attr(s, area, _image_text(s, p, c, L), w, x, fail, c, L)
-    s = _after_lock_step(s, area, c, L)
+    s = _set_phase(s, area, PH_LOCKED, L) if locked else _after_lock_step(s, area, c, L)
     if c.flags.set_memory_errors != "checked":
         return s
     # d1909c022173 (6.9): complete_formation fails, load_module frees the module memory
@@ -212,8 +214,7 @@ def _rox_lock_domain(c: Ctx) -> list[dict[str, Any]]:
 def module_enable_text_rox(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """module_enable_text_rox (kernel/module/strict_rwx.c, as read in 6.10): set_memory_rox on
     the module's text, one CPA pass; a failure aborts the load (complete_formation)."""
-    s = _lock_call(s, p, c, L, False, True)
-    return _set_phase(s, p["area"], PH_LOCKED, L)
+    return _lock_call(s, p, c, L, False, True, locked=True)
 
 
 @action("module", ("area", "npages", "fail"),

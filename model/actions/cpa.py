@@ -191,6 +191,15 @@ def lock_text(s: State, area: int, frames: range, fail: bool, c: Ctx,
     Returns (state, error): the error of either call."""
     if c.flags.set_memory_rox:
         return set_memory_rox(s, area, frames, fail, c, L)
-    s, e1 = change_page_attr(s, area, frames, False, None, fail, c, L)
-    s, e2 = change_page_attr(s, area, frames, None, True, fail, c, L)
-    return s, L.or_(e1, e2)
+    return cpa_calls(s, area, frames, fail, c, L, (False, None), (None, True))
+
+
+def cpa_calls(s: State, area: int, frames: range, fail: bool, c: Ctx, L: Logic,
+              *changes: tuple[bool | None, bool | None]) -> tuple[State, Any]:
+    """change_page_attr once per (w, x) of `changes`, in order, each call made whatever the
+    one before returned (no caller rolls back); returns (state, whether any failed)."""
+    errors = []
+    for w, x in changes:
+        s, err = change_page_attr(s, area, frames, w, x, fail, c, L)
+        errors.append(err)
+    return s, L.or_(*errors)

@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from model.actions.base import Ctx, action, call, product
+from model.actions.bpf_pack import fill_cells
 from model.actions.code import module_alloc
-from model.actions.cpa import change_page_attr, set_memory_rox
+from model.actions.cpa import cpa_calls, set_memory_rox
 from model.actions.vmalloc import area_free, vm_area_alloc, vunmap
 from model.logic import Logic
 from model.state import (
@@ -59,10 +60,7 @@ def _cells(c: Ctx, frames: range) -> range:
 
 
 def fill(s: State, frames: range, value: int, c: Ctx, L: Logic) -> State:
-    cont = s.pages.content
-    for k in _cells(c, frames):
-        cont = L.store(cont, k, value)
-    return s.replace(pages=evolve(s.pages, content=cont))
+    return fill_cells(s, _cells(c, frames), value, L)
 
 
 def _set(s: State, L: Logic, area: int, **fields: Any) -> State:
@@ -97,9 +95,7 @@ def execmem_force_rw(s: State, area: int, frames: range, fail: bool, c: Ctx,
     """execmem_make_temp_rw / execmem_force_rw (mm/execmem.c, 05e555b81726, 6.15):
     set_memory_nx, then set_memory_rw on the range: RW+NX, splitting the huge mapping and
     the direct-map leaf the range covers only partly; no rollback. Returns (state, error)."""
-    s, e1 = change_page_attr(s, area, frames, None, False, fail, c, L)
-    s, e2 = change_page_attr(s, area, frames, True, None, fail, c, L)
-    return s, L.or_(e1, e2)
+    return cpa_calls(s, area, frames, fail, c, L, (None, False), (True, None))
 
 
 def cache_free(s: State, area: int, fail: bool, c: Ctx, L: Logic) -> State:
