@@ -34,15 +34,27 @@ PAGE_SIZE = 4096
 
 @dataclass(frozen=True)
 class Machine:
-    """The modelled memory: `leaves` direct-map leaves of `frames` 4 KiB frames each."""
+    """The modelled memory: `leaves` direct-map leaves of `frames` 4 KiB frames each, and
+    `gib` leaves per 1 GiB direct-map page (PUD leaf; 0: the direct map has none).
+
+    x86-64 maps the direct map with 1 GiB pages where the CPU has them and
+    `direct_gbpages` is on (CONFIG_X86_DIRECT_GBPAGES=y by default); any change to part of
+    one splits it into 2 MiB pages first (`__split_large_page` at PG_LEVEL_1G, counted as
+    direct_map_level3_splits), even a change to one whole 2 MiB leaf."""
 
     leaves: int = 64  # 128 MiB of 2 MiB leaves
     frames: int = 512  # PTRS_PER_PTE
+    gib: int = 0  # PTRS_PER_PMD (512) on a machine with 1 GiB pages
 
     def __post_init__(self) -> None:
-        if not (1 <= self.leaves <= 4096 and 1 <= self.frames <= 512):
-            raise ValueError(f"machine leaves={self.leaves}, frames={self.frames}: leaves must be "
-                             "1..4096 and frames 1..512")
+        if not (1 <= self.leaves <= 4096 and 1 <= self.frames <= 512 and 0 <= self.gib <= 512):
+            raise ValueError(f"machine leaves={self.leaves}, frames={self.frames}, "
+                             f"gib={self.gib}: leaves must be 1..4096, frames 1..512, gib 0..512")
+
+    @property
+    def regions(self) -> int:
+        """1 GiB direct-map pages (the last one may be partly populated)."""
+        return -(-self.leaves // self.gib) if self.gib else 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,11 @@ class Design:
     # a huge unit whose users change part of it, splitting its own leaf (the 6.15 ROX
     # cache: execmem_make_temp_rw on a module's pages of a cache huge page)
     huge_splits: bool = False
+    # vmalloc PMDs set_memory_rox rebuilds over its own addresses (41d88484c71c, 6.15) per
+    # program/module loaded and per one unloaded: after the load's temp RW window, and
+    # (6.17) after the free path's RW, INT3, ROX. collapse_pmd_page counts only direct-map
+    # addresses (`virt_addr_valid`), so these never reach /proc/vmstat
+    vmalloc_rebuilds: tuple[int, int] = (0, 0)
 
 
 def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
@@ -110,7 +127,30 @@ def module_design(flags: Flags, module_pages: int, machine: Machine) -> Design:
                       "execmem_cache_populate takes each huge page out whole (6.13-rc1)")
     return Design("ROX cache, text via temp RW", machine.frames, True, per,
                   "execmem_make_temp_rw splits the cache huge page's alias leaf (6.15 on)",
-                  huge_splits=True)
+                  huge_splits=True,
+                  vmalloc_rebuilds=(int(flags.cpa_collapse),
+                                    int(flags.cpa_collapse and flags.rox_cache_free == "rw_fill_rox")))
+
+
+def trampoline_design(flags: Flags, size: int, machine: Machine) -> Design:
+    """How a kernel backs BPF trampolines (kernel/bpf/trampoline.c of each version): a page
+    each from bpf_jit_alloc_exec made executable with set_memory_x alone (5.5 to 6.0:
+    change_page_attr_set_clr skips the alias for _NX-only changes, "No alias checking for
+    _NX bit modifications"), a page each made set_memory_ro then set_memory_x (6.1) or
+    set_memory_rox (6.2 to 6.7), which changes the alias; or bpf_prog_pack chunks
+    (arch_alloc_bpf_trampoline, 6.8 on x86), the BPF programs' design."""
+    if flags.bpf_trampoline == "none":
+        raise ValueError("this kernel has no BPF trampolines (fec56f5890d9, 5.5)")
+    if flags.bpf_trampoline == "pack":
+        return design(flags, size, machine)
+    if not (flags.set_memory and flags.cpa_alias):
+        return Design("direct map never changed", 1, False, 1,
+                      "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+    if flags.bpf_trampoline == "rwx":
+        return Design("trampoline page, set_memory_x only", 1, False, 1,
+                      "bpf_jit_alloc_exec_page: set_memory_x, RW+X for life (5.5 to 6.0)", False)
+    return Design("trampoline page, made RO", 1, False, 1,
+                  "bpf_tramp_image_alloc: a page each, set_memory_ro/rox (5b0d1c7bd572, 6.1)")
 
 
 @dataclass(frozen=True)
@@ -134,6 +174,7 @@ class Event:
     pages: int
     huge: bool
     splits: bool  # its 4 KiB pages split their leaves when made RO
+    changes: bool = True  # its direct-map alias changes at all (a 1 GiB page around it splits)
 
 
 def events(d: Design, w: Workload) -> list[Event]:
@@ -152,14 +193,15 @@ def events(d: Design, w: Workload) -> list[Event]:
                 return
         units.append([prog])
         where[prog] = len(units) - 1
-        out.append(Event(len(units) - 1, True, d.pack_pages, d.huge, _splits(d)))
+        out.append(Event(len(units) - 1, True, d.pack_pages, d.huge, _splits(d),
+                         d.changes_alias))
 
     def unload(prog: int) -> None:
         u = where.pop(prog)
         units[u].remove(prog)
         if not units[u]:
             units[u] = None  # type: ignore[call-overload]
-            out.append(Event(u, False, d.pack_pages, d.huge, _splits(d)))
+            out.append(Event(u, False, d.pack_pages, d.huge, _splits(d), d.changes_alias))
 
     nxt = 0
     for _ in range(w.load):
@@ -183,6 +225,38 @@ def split_leaves(placement: dict[int, list[int]], evs: list[Event]) -> set[int]:
         if e.alloc and e.splits:
             split.update(placement[e.unit])
     return split
+
+
+def split_regions(placement: dict[int, list[int]], evs: list[Event], m: Machine) -> set[int]:
+    """The 1 GiB pages a run splits into 2 MiB pages: each one around a leaf whose alias
+    any unit changes, whole or in part (none where the machine has no 1 GiB pages)."""
+    if not m.gib:
+        return set()
+    return {lf // m.gib for e in evs if e.alloc and e.changes for lf in placement[e.unit]}
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What /proc/vmstat counts over a run (arch/x86/mm/pat/set_memory.c split_page_count:
+    direct_map_level2_splits, direct_map_level3_splits), and the PMD rebuilds it does not
+    count. A split leaf stays split: no modelled kernel collapses the direct map (6.15's
+    set_memory_rox rebuilds the PMDs of its own vmalloc addresses, and collapse_pmd_page
+    counts only `virt_addr_valid` ones), so direct_map_level2_collapses is not a figure
+    any modelled design moves; the vmalloc rebuilds are reported instead."""
+
+    level2_splits: int
+    level3_splits: int
+    vmalloc_collapses: int
+
+
+def counters(placement: dict[int, list[int]], evs: list[Event], d: Design, w: Workload,
+             m: Machine) -> Counters:
+    # a rebuild needs all 512 PTEs to agree again, which they do after each window when
+    # loads and unloads come one at a time, as a Workload's do
+    per_load, per_unload = d.vmalloc_rebuilds
+    rebuilt = per_load * (w.load + w.churn) + per_unload * w.churn
+    return Counters(len(split_leaves(placement, evs)), len(split_regions(placement, evs, m)),
+                    rebuilt)
 
 
 def check_placement(placement: dict[int, list[int]], evs: list[Event], m: Machine) -> str | None:
@@ -209,4 +283,5 @@ def check_placement(placement: dict[int, list[int]], evs: list[Event], m: Machin
 def as_json(d: Design) -> dict[str, Any]:
     return {"name": d.name, "pack_pages": d.pack_pages, "huge": d.huge,
             "programs_per_unit": d.programs, "changes_alias": d.changes_alias,
-            "huge_splits": d.huge_splits, "source": d.source}
+            "huge_splits": d.huge_splits, "vmalloc_rebuilds": list(d.vmalloc_rebuilds),
+            "source": d.source}

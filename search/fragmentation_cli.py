@@ -9,17 +9,31 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from model.placement import Machine, Workload, as_json, design, events, module_design
+from model.placement import (
+    Machine,
+    Workload,
+    as_json,
+    counters,
+    design,
+    events,
+    module_design,
+    trampoline_design,
+)
 from model.profiles import ProfileError, get_profile
 from search.cli import UsageError, _Parser, _whole
-from search.engines.fragmentation import simulate, summary, worst_case
+from search.engines.fragmentation import simulate_levels, summary, worst_case
 from search.progress import Progress
 
 # one profile per design: per-program module_alloc, 4 KiB packs, PMD-mapped 2 MiB packs,
 # PMD_SIZE * nodes packs on 4 KiB pages; for module text: module_alloc / execmem_alloc, the
-# ROX cache out of the direct map (6.13-rc1), the ROX cache written through temp RW (6.15)
+# ROX cache out of the direct map (6.13-rc1), the ROX cache written through temp RW without
+# collapse rebuilds on free (6.15) and with them (6.17); for BPF trampolines: a page each
+# made executable only (5.5 to 6.0), a page each made RO (6.1), pack chunks (6.8)
 REPRESENTATIVES = {"bpf": ("v5.2", "v5.18", "v5.18-rc1", "v6.0"),
-                   "modules": ("v6.10", "v6.13-rc1", "v6.15")}
+                   "modules": ("v6.10", "v6.13-rc1", "v6.15", "v6.17"),
+                   "trampolines": ("v5.19", "v6.1", "v6.8")}
+DESIGNS = {"bpf": design, "modules": module_design, "trampolines": trampoline_design}
+WHAT = {"bpf": "programs", "modules": "modules", "trampolines": "trampolines"}
 
 
 def _count(lo: int, hi: int, what: str) -> Any:
@@ -29,29 +43,34 @@ def _count(lo: int, hi: int, what: str) -> Any:
 def parser() -> _Parser:
     p = _Parser(
         prog="python -m search fragmentation",
-        description="Direct-map leaves (2 MiB) split into 4 KiB pages by each allocator design "
-        "for BPF programs (or, with --kind modules, module text) under a workload: the worst "
-        "case over every placement the page allocator could choose (exact: an adversary's "
-        "placement that meets the upper bound, "
+        description="Direct-map leaves (2 MiB) split into 4 KiB pages, and 1 GiB pages split "
+        "into 2 MiB ones, by each allocator design for BPF programs (or module text, or BPF "
+        "trampolines) under a workload: the worst case over every placement the page "
+        "allocator could choose (exact: an adversary's placement that meets the upper bound, "
         "else z3 Optimize), and the typical case over seeded random placements (median, "
         "90th percentile). Leaves split, not throughput. Exit 0, 3 if a worst case is "
         "unknown, 2 bad input, 130 interrupted.")
-    p.add_argument("--kind", choices=("bpf", "modules"), default="bpf",
-                   help="what is loaded: BPF programs (default) or modules' text")
+    p.add_argument("--kind", choices=tuple(REPRESENTATIVES), default="bpf",
+                   help="what is loaded: BPF programs (default), modules' text, or BPF "
+                   "trampolines")
     p.add_argument("--profile", action="append", metavar="P",
                    help="profile whose design to measure (repeatable; default: "
-                   + ", ".join(REPRESENTATIVES["bpf"]) + "; for --kind modules: "
-                   + ", ".join(REPRESENTATIVES["modules"]) + ")")
+                   + "; ".join(f"{k}: {', '.join(v)}" for k, v in REPRESENTATIVES.items()) + ")")
     p.add_argument("--load", type=_count(0, 10_000, "--load"), default=8, metavar="N",
                    help="programs (or modules) loaded (default 8)")
     p.add_argument("--churn", type=_count(0, 10_000, "--churn"), default=0, metavar="M",
                    help="then M times: unload the oldest, load a new one (default 0)")
     p.add_argument("--prog-size", type=_count(1, 1 << 20, "--prog-size"), default=512,
-                   metavar="BYTES", help="JIT image size of every program (default 512)")
+                   metavar="BYTES", help="JIT image size of every program or trampoline "
+                   "(default 512)")
     p.add_argument("--module-pages", type=_count(1, 512, "--module-pages"), default=4,
                    metavar="PAGES", help="4 KiB text pages of every module (default 4)")
     p.add_argument("--leaves", type=_count(1, 4096, "--leaves"), default=1024, metavar="L",
                    help="direct-map leaves of the modelled memory (default 1024: 2 GiB)")
+    p.add_argument("--no-gbpages", action="store_true",
+                   help="a direct map without 1 GiB pages (a CPU without GBPAGES, or "
+                   "CONFIG_X86_DIRECT_GBPAGES=n); by default every 512 leaves are one 1 GiB "
+                   "page until something splits it")
     p.add_argument("--runs", type=_count(1, 100_000, "--runs"), default=200, metavar="R",
                    help="random placements per point (default 200)")
     p.add_argument("--seed", type=_count(0, 2**63 - 1, "--seed"), default=0)
@@ -67,16 +86,22 @@ def measure(profile: str, w: Workload, m: Machine, size: int, runs: int, seed: i
             timeout: float, kind: str = "bpf") -> dict[str, Any]:
     """Every figure of one table row: `size` is a program's bytes (bpf) or a module's text
     pages (modules)."""
-    flags = get_profile(profile).flags
-    d = design(flags, size, m) if kind == "bpf" else module_design(flags, size, m)
+    d = DESIGNS[kind](get_profile(profile).flags, size, m)
     worst = worst_case(d, w, m, timeout)
-    typical = simulate(d, w, m, runs, seed)
-    stats = summary(typical)
-    units = sum(1 for e in events(d, w) if e.alloc)
+    worst3 = worst_case(d, w, m, timeout, level=3)
+    typical = simulate_levels(d, w, m, runs, seed)
+    stats = summary([l2 for l2, _ in typical])
+    stats3 = summary([l3 for _, l3 in typical])
+    evs = events(d, w)
+    units = sum(1 for e in evs if e.alloc)
+    # the vmalloc rebuilds depend on the design and workload only, not on placement
+    rebuilt = counters({e.unit: [] for e in evs if e.alloc}, evs, d, w, m).vmalloc_collapses
     return {
         "profile": profile, "design": as_json(d), "units_allocated": units,
         "worst": {"value": worst.value, "status": worst.status},
         "typical": {**stats, "runs": runs, "seed": seed},
+        "level3": {"worst": {"value": worst3.value, "status": worst3.status}, "typical": stats3},
+        "vmalloc_collapses": rebuilt,
         "small_fraction": {"worst": None if worst.value is None else worst.value / m.leaves,
                            "median": stats["median"] / m.leaves},
     }
@@ -86,23 +111,34 @@ def _row(r: dict[str, Any]) -> str:
     w = r["worst"]["value"]
     t = r["typical"]
     sf = r["small_fraction"]
+    w3 = r["level3"]["worst"]["value"]
     worst = "unknown" if w is None else str(w)
+    worst3 = "unknown" if w3 is None else str(w3)
     frac = "?" if sf["worst"] is None else f"{100 * sf['worst']:.1f}%"
-    return (f"{r['profile']:<11}{r['design']['name']:<34}{r['units_allocated']:>6}"
-            f"{worst:>8}{t['median']:>9.0f}{t['p90']:>7.0f}   {frac:>7} / "
-            f"{100 * sf['median']:.1f}%")
+    return (f"{r['profile']:<11}{r['design']['name']:<36}{r['units_allocated']:>6}"
+            f"{worst:>7}{t['median']:>8.0f}{t['p90']:>6.0f}{worst3:>6}"
+            f"{r['level3']['typical']['median']:>5.0f}{r['vmalloc_collapses']:>6}"
+            f"   {frac:>6} / {100 * sf['median']:.1f}%")
 
 
-HEADER = (f"{'profile':<11}{'design':<34}{'units':>6}{'worst':>8}{'median':>9}{'p90':>7}"
-          "   small pages (worst / median)")
+HEADER = (f"{'':<53}{'2 MiB leaves split':<20}{'1 GiB':<10}"
+          f"{'vmalloc':<9}small pages\n"
+          f"{'profile':<11}{'design':<36}{'units':>6}{'worst':>7}{'median':>8}{'p90':>6}"
+          f"{'worst':>6}{'med':>5}{'PMDs':>6}   (worst / median)")
 
 
 def cmd_fragmentation(argv: Sequence[str]) -> int:
     a = parser().parse_args(argv)
     profiles = list(dict.fromkeys(a.profile or REPRESENTATIVES[a.kind]))
-    for name in profiles:
-        get_profile(name)  # an unknown profile is bad input before anything runs
-    m = Machine(leaves=a.leaves)
+    m = Machine(leaves=a.leaves, gib=0 if a.no_gbpages else 512)
+    size = a.module_pages if a.kind == "modules" else a.prog_size
+    for name in profiles:  # an unknown profile or design is bad input before anything runs
+        try:
+            DESIGNS[a.kind](get_profile(name).flags, size, m)
+        except ValueError as e:
+            if isinstance(e, ProfileError):
+                raise
+            raise UsageError(f"{name}: {e}") from None
     w = Workload(a.load, a.churn)
     try:
         return _run(a, profiles, m, w)
@@ -113,15 +149,16 @@ def cmd_fragmentation(argv: Sequence[str]) -> int:
 
 
 def _run(a: Any, profiles: list[str], m: Machine, w: Workload) -> int:
-    size = a.prog_size if a.kind == "bpf" else a.module_pages
+    size = a.module_pages if a.kind == "modules" else a.prog_size
     series_loads = list(range(0, a.load + 1)) if a.plot or a.json else []
     progress = Progress(len(profiles) * (1 + len(series_loads)), bar=not a.json)
     results: list[dict[str, Any]] = []
     if not a.json:
-        what = (f"{a.load} programs of {a.prog_size} bytes" if a.kind == "bpf" else
-                f"{a.load} modules of {a.module_pages} text pages")
+        what = (f"{a.load} modules of {a.module_pages} text pages" if a.kind == "modules"
+                else f"{a.load} {WHAT[a.kind]} of {a.prog_size} bytes")
+        gib = "no 1 GiB pages" if a.no_gbpages else f"{m.regions} of 1 GiB"
         print(f"workload: {what}, {a.churn} unload/load pairs; machine: {a.leaves} leaves of "
-              f"2 MiB; typical: {a.runs} placements, seed {a.seed}")
+              f"2 MiB ({gib}); typical: {a.runs} placements, seed {a.seed}")
         print(HEADER)
     try:
         for name in profiles:
@@ -130,7 +167,7 @@ def _run(a: Any, profiles: list[str], m: Machine, w: Workload) -> int:
             progress.advance()
             series = []
             for n in series_loads:
-                progress.note(f"{name}: {n} {'programs' if a.kind == 'bpf' else 'modules'}")
+                progress.note(f"{name}: {n} {WHAT[a.kind]}")
                 s = measure(name, Workload(n, 0), m, size, a.runs, a.seed, a.timeout, a.kind)
                 series.append({"load": n, "worst": s["worst"]["value"],
                                "median": s["typical"]["median"], "p90": s["typical"]["p90"]})
@@ -143,7 +180,8 @@ def _run(a: Any, profiles: list[str], m: Machine, w: Workload) -> int:
         progress.close()
     unknown = any(r["worst"]["value"] is None or any(s["worst"] is None for s in r["series"])
                   for r in results)
-    doc = {"machine": {"leaves": m.leaves, "frames_per_leaf": m.frames},
+    doc = {"machine": {"leaves": m.leaves, "frames_per_leaf": m.frames,
+                       "leaves_per_1gib_page": m.gib},
            "workload": {"kind": a.kind, "load": a.load, "churn": a.churn,
                         "prog_size": a.prog_size, "module_pages": a.module_pages},
            "results": results}
@@ -151,7 +189,7 @@ def _run(a: Any, profiles: list[str], m: Machine, w: Workload) -> int:
         json.dump(doc, sys.stdout, indent=1)
         print()
     if a.plot:
-        plot(results, a.plot, "BPF programs loaded" if a.kind == "bpf" else "modules loaded")
+        plot(results, a.plot, {"bpf": "BPF programs"}.get(a.kind, WHAT[a.kind]) + " loaded")
         if not a.json:
             print(f"plot: {a.plot}")
     return 3 if unknown else 0

@@ -11,9 +11,24 @@ from pathlib import Path
 import pytest
 
 import search.cli
-from model.placement import Machine, Workload, check_placement, design, events, module_design
+from model.placement import (
+    Machine,
+    Workload,
+    check_placement,
+    counters,
+    design,
+    events,
+    module_design,
+    trampoline_design,
+)
 from model.profiles import PROFILES
-from search.engines.fragmentation import greedy_worst, simulate, summary, worst_case
+from search.engines.fragmentation import (
+    greedy_worst,
+    simulate,
+    simulate_levels,
+    summary,
+    worst_case,
+)
 
 M = Machine(leaves=1024)
 
@@ -165,4 +180,99 @@ def test_command_for_modules(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(out)
     assert doc["workload"]["kind"] == "modules"
     worst = {r["profile"]: r["worst"]["value"] for r in doc["results"]}
-    assert worst == {"v6.10": 12, "v6.13-rc1": 0, "v6.15": 1}
+    assert worst == {"v6.10": 12, "v6.13-rc1": 0, "v6.15": 1, "v6.17": 1}
+
+
+def _worst3(d_kind: str, profile: str, load: int, churn: int = 0, m: Machine = M,
+            greedy: bool = True) -> int:
+    maker = {"bpf": design, "modules": module_design, "trampolines": trampoline_design}[d_kind]
+    d = maker(PROFILES[profile].flags, 4 if d_kind == "modules" else 512, m)
+    w = worst_case(d, Workload(load, churn), m, greedy=greedy, level=3)
+    assert w.status == "exact" and w.value is not None, w
+    return w.value
+
+
+GB = Machine(leaves=1024, gib=512)  # 2 GiB mapped by two 1 GiB pages
+
+
+def test_one_gib_pages_by_hand() -> None:
+    """Any change to a leaf inside a 1 GiB page splits that page (direct_map_level3_splits),
+    even a whole 2 MiB leaf changed in place: the PMD-mapped pack of 5.18-rc1 splits no
+    2 MiB leaf but one 1 GiB page; and nothing splits a 1 GiB page the machine lacks."""
+    assert _worst3("bpf", "v5.18-rc1", 1, m=GB) == 1 and _worst("v5.18-rc1", 1, m=GB) == 0
+    assert _worst3("bpf", "v5.2", 1, m=GB) == 1 and _worst3("bpf", "v5.2", 8, m=GB) == 2
+    assert _worst3("bpf", "v6.0", 1, m=GB) == 2  # 512 pages over both 1 GiB pages
+    assert _worst3("modules", "v6.13-rc1", 5, m=GB) == 1  # one cache huge page taken out
+    assert _worst3("bpf", "v5.2", 8, m=M) == 0  # gib=0: no 1 GiB pages
+    assert _worst3("bpf", "v5.2", 0, m=GB) == 0
+    # powerpc 5.13 never touches its linear map
+    assert _worst3("bpf", "v5.13-powerpc", 8, m=GB) == 0
+
+
+@pytest.mark.parametrize(("kind", "profile", "load", "churn"),
+                         [("bpf", "v5.2", 3, 2), ("bpf", "v5.18-rc1", 3, 1),
+                          ("bpf", "v6.0", 1, 0), ("modules", "v6.15", 3, 0)])
+def test_z3_agrees_with_the_adversary_on_one_gib_pages(kind: str, profile: str, load: int,
+                                                       churn: int) -> None:
+    """Six leaves in three 1 GiB pages of two leaves each: z3's optimum (asked directly)
+    equals the adversary's, which meets the bound; a partial last 1 GiB page too."""
+    for m in (Machine(leaves=6, frames=512, gib=2), Machine(leaves=5, frames=512, gib=2)):
+        solved = _worst3(kind, profile, load, churn, m=m, greedy=False)
+        assert solved == _worst3(kind, profile, load, churn, m=m) <= m.regions
+
+
+def test_simulation_never_exceeds_the_level3_worst_case() -> None:
+    """Two 1 GiB pages, of three leaves and of one, two order-9 packs alive at once: z3's
+    optimum is a placement the machine allows, and no random placement splits more."""
+    m = Machine(leaves=4, frames=512, gib=3)
+    d = design(PROFILES["v5.18-rc1"].flags, 512, m)
+    w = Workload(2 * d.programs)  # two packs
+    solved = worst_case(d, w, m, greedy=False, level=3)
+    assert solved.value == 2 and check_placement(solved.witness, events(d, w), m) is None
+    runs = simulate_levels(d, w, m, 40, seed=3)
+    assert max(l3 for _, l3 in runs) <= solved.value
+
+
+def test_trampolines_by_hand() -> None:
+    """5.5 to 6.0: a page each made executable with set_memory_x only, which skips the
+    alias (_NX-only changes): nothing splits; 6.1: a page each made RO: one leaf each;
+    6.8: trampolines are pack chunks, the programs' design."""
+    d = trampoline_design(PROFILES["v5.19"].flags, 512, M)
+    assert worst_case(d, Workload(8, 8), M).value == 0
+    assert worst_case(trampoline_design(PROFILES["v6.1"].flags, 512, M), Workload(8, 8), M).value == 16
+    assert trampoline_design(PROFILES["v6.8"].flags, 512, M) == design(PROFILES["v6.8"].flags, 512, M)
+    with pytest.raises(ValueError, match="no BPF trampolines"):
+        trampoline_design(PROFILES["v5.2"].flags, 512, M)
+
+
+def test_vmalloc_rebuilds_follow_the_collapse_flags() -> None:
+    """6.15 rebuilds the cache huge page's vmalloc PMD after each load's temp RW window,
+    6.17 after each unload's RW/INT3/ROX too; 6.13-rc1 never collapses. None of it is a
+    direct-map collapse."""
+    w = Workload(5, 3)
+    got = {}
+    for p in ("v6.13-rc1", "v6.15", "v6.17", "v6.10"):
+        d = module_design(PROFILES[p].flags, 4, M)
+        evs = events(d, w)
+        got[p] = counters({e.unit: [] for e in evs if e.alloc}, evs, d, w, M).vmalloc_collapses
+    assert got == {"v6.13-rc1": 0, "v6.15": 8, "v6.17": 11, "v6.10": 0}
+
+
+def test_command_trampolines_and_no_gbpages(capsys: pytest.CaptureFixture[str]) -> None:
+    code = search.cli.main(["fragmentation", "--kind", "trampolines", "--load", "3", "--runs",
+                            "5", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = {r["profile"]: r for r in doc["results"]}
+    assert list(rows) == ["v5.19", "v6.1", "v6.8"]
+    assert rows["v6.1"]["worst"]["value"] == 3 and rows["v6.1"]["level3"]["worst"]["value"] == 2
+    assert doc["machine"]["leaves_per_1gib_page"] == 512
+    code = search.cli.main(["fragmentation", "--profile", "v5.18-rc1", "--load", "3", "--runs",
+                            "5", "--json", "--no-gbpages"])
+    out, _ = capsys.readouterr()
+    (row,) = json.loads(out)["results"]
+    assert code == 0 and row["level3"]["worst"]["value"] == 0 and row["worst"]["value"] == 0
+    code = search.cli.main(["fragmentation", "--kind", "trampolines", "--profile", "v5.2"])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "v5.2" in err and "trampolines" in err

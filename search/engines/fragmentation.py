@@ -22,6 +22,7 @@ from model.placement import (
     check_placement,
     events,
     split_leaves,
+    split_regions,
 )
 
 
@@ -35,25 +36,72 @@ class Worst:
 
 
 def worst_case(d: Design, w: Workload, m: Machine, timeout: float = 60.0,
-               greedy: bool = True) -> Worst:
-    """Maximise the number of split leaves over every placement the page allocator could
+               greedy: bool = True, level: int = 2) -> Worst:
+    """Maximise the number of split leaves (`level` 2: 2 MiB leaves split to 4 KiB pages;
+    3: 1 GiB pages split to 2 MiB ones) over every placement the page allocator could
     choose: each 4 KiB page in any leaf with a free frame, each order-9 block in any leaf
     nobody else uses, at every moment of the run. z3's Optimize answers exactly; where it
     answers unknown or runs out of `timeout` seconds, so does this (never a guess). First
-    an adversary's greedy placement: where it splits as many leaves as there are pages
-    (or leaves), nothing can split more, and the solver is not asked.
+    an adversary's greedy placement: where it splits as many as there are pages (or leaves,
+    or 1 GiB pages), nothing can split more, and the solver is not asked.
 
     Pages of one unit are interchangeable, so the unknowns are how many of a unit's pages
     land in each leaf; leaves are interchangeable too (all free at the start), so the split
-    ones are taken to be a prefix. A split leaf holds at least one page: stated per leaf, it
-    gives z3 the linear bound (splits <= pages) that pigeonhole reasoning would not."""
+    ones are taken to be a prefix (for level 3: the split 1 GiB pages, when all are whole).
+    A split leaf holds at least one page: stated per leaf, it gives z3 the linear bound
+    (splits <= pages) that pigeonhole reasoning would not."""
+    if level not in (2, 3):
+        raise ValueError(f"level {level}: the direct map splits at level 2 or 3")
     if greedy:
-        value, bound, placement = greedy_worst(d, w, m)
+        value, bound, placement = (greedy_worst if level == 2 else greedy_worst3)(d, w, m)
         if value == bound:
             return Worst(value, "exact", placement)
     evs = events(d, w)
     opt = z3.Optimize()
     opt.set("timeout", max(1, int(timeout * 1000)))
+    count = _placements(evs, m, opt)
+    if level == 2:
+        # what splits a leaf: a 4 KiB page made RO in it, or a huge unit changed in part
+        hits = {e.unit: e.huge for e in evs if e.alloc and e.splits}
+        groups = [[lf] for lf in range(m.leaves)]
+        symmetric = True
+    else:  # any change to a leaf inside a 1 GiB page splits that page
+        hits = {e.unit: e.huge for e in evs if e.alloc and e.changes} if m.gib else {}
+        groups = [list(range(r * m.gib, min(m.leaves, (r + 1) * m.gib)))
+                  for r in range(m.regions)]
+        symmetric = m.leaves % max(1, m.gib) == 0
+    if not hits:
+        return Worst(0, "exact", _placement(None, count, m))
+    split = []
+    for k, group in enumerate(groups):
+        weight = z3.Sum([z3.If(count[u][lf] == m.frames, 1, 0) if huge else count[u][lf]
+                         for u, huge in sorted(hits.items()) for lf in group])
+        y = z3.Bool(f"split.{k}")
+        opt.add(y == (weight >= 1), z3.If(y, 1, 0) <= weight)
+        split.append(y)
+    if symmetric:
+        for k in range(len(split) - 1):
+            opt.add(z3.Implies(split[k + 1], split[k]))
+    goal = opt.maximize(z3.Sum([z3.If(y, 1, 0) for y in split]))
+    answer = opt.check()
+    if answer != z3.sat:
+        return Worst(None, f"unknown: z3 answered {answer} ({opt.reason_unknown()})")
+    placement = _placement(opt.model(), count, m)
+    why = check_placement(placement, evs, m)
+    if why is not None:  # the encoding and the model disagree: never report it
+        raise AssertionError(f"z3's worst placement is impossible: {why}")
+    value = len((split_leaves if level == 2 else _regions(m))(placement, evs))
+    if value != goal.value().as_long():
+        raise AssertionError("z3's optimum and the placement's splits differ")
+    return Worst(value, "exact", placement)
+
+
+def _regions(m: Machine) -> Any:
+    return lambda placement, evs: split_regions(placement, evs, m)
+
+
+def _placements(evs: list[Event], m: Machine, opt: Any) -> dict[int, list[Any]]:
+    """Per allocated unit, its pages per leaf, constrained to what the machine allows."""
     count: dict[int, list[Any]] = {}
     for e in evs:
         if not e.alloc:
@@ -73,31 +121,7 @@ def worst_case(d: Design, w: Workload, m: Machine, timeout: float = 60.0,
         live.add(e.unit)
         for lf in range(m.leaves):
             opt.add(z3.Sum([count[u][lf] for u in sorted(live)]) <= m.frames)
-    splitters = {e.unit: e.huge for e in evs if e.alloc and e.splits}
-    if not splitters:
-        return Worst(0, "exact", _placement(None, count, m))
-    split = []
-    for lf in range(m.leaves):
-        # what splits the leaf: a 4 KiB page made RO in it, or a huge unit changed in part
-        weight = z3.Sum([z3.If(count[u][lf] == m.frames, 1, 0) if huge else count[u][lf]
-                         for u, huge in sorted(splitters.items())])
-        y = z3.Bool(f"split.{lf}")
-        opt.add(y == (weight >= 1), z3.If(y, 1, 0) <= weight)
-        split.append(y)
-    for lf in range(m.leaves - 1):
-        opt.add(z3.Implies(split[lf + 1], split[lf]))
-    goal = opt.maximize(z3.Sum([z3.If(y, 1, 0) for y in split]))
-    answer = opt.check()
-    if answer != z3.sat:
-        return Worst(None, f"unknown: z3 answered {answer} ({opt.reason_unknown()})")
-    placement = _placement(opt.model(), count, m)
-    why = check_placement(placement, evs, m)
-    if why is not None:  # the encoding and the model disagree: never report it
-        raise AssertionError(f"z3's worst placement is impossible: {why}")
-    value = len(split_leaves(placement, evs))
-    if value != goal.value().as_long():
-        raise AssertionError("z3's optimum and the placement's splits differ")
-    return Worst(value, "exact", placement)
+    return count
 
 
 def _placement(model: Any, count: dict[int, list[Any]], m: Machine) -> dict[int, list[int]]:
@@ -156,9 +180,16 @@ def _no_room(what: str) -> ValueError:
 
 
 def simulate(d: Design, w: Workload, m: Machine, runs: int, seed: int) -> list[int]:
-    """Split leaves in `runs` placements drawn at random (seeded): each 4 KiB page on a free
-    frame chosen uniformly (rejection sampling: a leaf at random, kept with probability
-    free frames / frames), each order-9 block on a free leaf chosen uniformly."""
+    """Split leaves in `runs` placements drawn at random (seeded); see `simulate_levels`."""
+    return [l2 for l2, _ in simulate_levels(d, w, m, runs, seed)]
+
+
+def simulate_levels(d: Design, w: Workload, m: Machine, runs: int,
+                    seed: int) -> list[tuple[int, int]]:
+    """Split 2 MiB leaves and split 1 GiB pages in `runs` placements drawn at random
+    (seeded): each 4 KiB page on a free frame chosen uniformly (rejection sampling: a leaf at
+    random, kept with probability free frames / frames), each order-9 block on a free leaf
+    chosen uniformly."""
     evs = events(d, w)
     rng = random.Random(seed)
 
@@ -176,7 +207,11 @@ def simulate(d: Design, w: Workload, m: Machine, runs: int, seed: int) -> list[i
             raise _no_room("free leaf for an order-9 block")
         return rng.choice(free)
 
-    return [len(split_leaves(_run(evs, m, page, leaf), evs)) for _ in range(runs)]
+    out = []
+    for _ in range(runs):
+        placement = _run(evs, m, page, leaf)
+        out.append((len(split_leaves(placement, evs)), len(split_regions(placement, evs, m))))
+    return out
 
 
 def greedy_worst(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int, list[int]]]:
@@ -209,6 +244,37 @@ def greedy_worst(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int
     placement = _run(evs, m, page, leaf)
     pages = sum(1 if e.huge else e.pages for e in evs if e.alloc and e.splits)
     return len(split_leaves(placement, evs)), min(pages, m.leaves), placement
+
+
+def greedy_worst3(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int, list[int]]]:
+    """The adversary for 1 GiB pages: each page or block whose alias changes goes to a 1 GiB
+    page nobody has touched yet while one has room. Returns (its splits, the upper bound
+    min(changing pages and blocks, 1 GiB pages), placement)."""
+    evs = events(d, w)
+    touched: set[int] = set()
+
+    def spread(pool: list[int], changes: bool) -> int:
+        fresh = [lf for lf in pool if lf // m.gib not in touched] if m.gib else []
+        lf = (fresh or pool)[0]
+        if changes and m.gib:
+            touched.add(lf // m.gib)
+        return lf
+
+    def page(mem: _Memory) -> int:
+        pool = [lf for lf in range(m.leaves) if mem.room(lf)]
+        if not pool:
+            raise _no_room("free frame")
+        return spread(pool, d.changes_alias)
+
+    def leaf(mem: _Memory) -> int:
+        free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
+        if not free:
+            raise _no_room("free leaf for an order-9 block")
+        return spread(free, d.changes_alias)
+
+    placement = _run(evs, m, page, leaf)
+    pages = sum(1 if e.huge else e.pages for e in evs if e.alloc and e.changes)
+    return len(split_regions(placement, evs, m)), min(pages, m.regions), placement
 
 
 def percentile(xs: list[int], q: float) -> float:
