@@ -119,6 +119,12 @@ def module_design(flags: Flags, module_pages: int, machine: Machine) -> Design:
         return Design("direct map never changed", module_pages, False, 1,
                       "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
     if flags.execmem != "rox_cache":
+        ctx = Ctx(Bounds(), flags)
+        if module_pages == machine.frames and module_alloc_huge(ctx, ctx.bounds.hpage):
+            # the safety model's rule again: 5.18-rc1 maps a PMD_SIZE module_alloc with a
+            # PMD, and module_enable_ro on its text, part of the image, splits the leaf
+            return Design("module_alloc per module, PMD-mapped", machine.frames, True, 1,
+                          "module_alloc with huge vmalloc (5.18-rc1)", huge_splits=True)
         return Design("module_alloc per module", module_pages, False, 1,
                       "module text from module_alloc / execmem_alloc, 4 KiB pages")
     per = max(1, machine.frames // module_pages)

@@ -276,3 +276,60 @@ def test_command_trampolines_and_no_gbpages(capsys: pytest.CaptureFixture[str]) 
     code = search.cli.main(["fragmentation", "--kind", "trampolines", "--profile", "v5.2"])
     _, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and "v5.2" in err and "trampolines" in err
+
+
+# the safety model's actions that allocate and lock each kind of executable memory
+_SAFETY_ACTIONS = {
+    "bpf": {"bpf_jit_binary_alloc", "bpf_int_jit_compile", "set_memory_ro", "set_memory_x",
+            "bpf_jit_binary_pack_alloc", "alloc_new_pack", "bpf_prog_pack_alloc",
+            "bpf_arch_text_copy"},
+    "trampolines": {"bpf_trampoline_update"},
+    "modules": {"move_module", "set_memory_ro", "set_memory_x", "module_enable_text_rox",
+                "execmem_cache_populate", "module_memory_alloc", "module_memory_restore_rox",
+                "post_relocation"},
+}
+
+
+def _safety_facts(profile: str, names: set[str], npages: int) -> tuple[bool, bool, bool]:
+    """Every state the safety model reaches in four steps of `names` (instances of `npages`
+    pages where the action takes a size): does a leaf split, does an alias change, is an
+    area mapped huge?"""
+    from model.logic import CONCRETE
+    from model.system import System
+
+    system = System.build(profile)
+    insts = [i for i in system.instances
+             if i.name in names and dict(i.items).get("npages", npages) == npages]
+    seen = {system.initial()}
+    frontier = list(seen)
+    for _ in range(4):
+        frontier = [t for s in frontier for i in insts if i.guard(s, system.ctx, CONCRETE)
+                    for t in [system.step(s, i)] if t not in seen]
+        seen.update(frontier)
+    return (any(any(s.dmap.split) for s in seen),
+            any(not (w and p) for s in seen for w, p in zip(s.dmap.w, s.dmap.present, strict=True)),
+            any(any(s.areas.huge) for s in seen))
+
+
+@pytest.mark.parametrize(("kind", "full"), [("bpf", False), ("trampolines", False),
+                                            ("modules", False), ("modules", True)])
+def test_placement_designs_agree_with_the_safety_model(kind: str, full: bool) -> None:
+    """The placement model takes its designs from the profile flags; the safety model's own
+    actions must agree with it, on every profile: whether a unit splits its leaf, whether
+    it changes the direct-map alias at all, whether it is mapped huge. `full`: an allocation
+    of one whole leaf (hpage pages in the safety scope, 512 here), else of one page
+    (programs and trampolines are under a page; packs have their own size)."""
+    maker = {"bpf": design, "modules": module_design, "trampolines": trampoline_design}[kind]
+    checked = 0
+    for name, prof in PROFILES.items():
+        try:
+            d = maker(prof.flags, M.frames if full else (4 if kind == "modules" else 512), M)
+        except ValueError:  # no trampolines in this kernel
+            continue
+        names = _SAFETY_ACTIONS["bpf" if prof.flags.bpf_trampoline == "pack" and
+                                kind == "trampolines" else kind]
+        got = _safety_facts(name, names, 2 if full else 1)
+        unit_splits = d.changes_alias and (d.huge_splits if d.huge else True)
+        assert got == (unit_splits, d.changes_alias, d.huge), (name, d.name, got)
+        checked += 1
+    assert checked >= 10
