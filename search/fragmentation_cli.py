@@ -68,7 +68,7 @@ def parser() -> _Parser:
     p.add_argument("--leaves", type=_count(1, 4096, "--leaves"), default=1024, metavar="L",
                    help="direct-map leaves of the modelled memory (default 1024: 2 GiB)")
     p.add_argument("--no-gbpages", action="store_true",
-                   help="a direct map without 1 GiB pages (a CPU without GBPAGES, or "
+                   help="a direct map without 1 GiB pages (a CPU without GBPAGES, nogbpages, or "
                    "CONFIG_X86_DIRECT_GBPAGES=n); by default every 512 leaves are one 1 GiB "
                    "page until something splits it")
     p.add_argument("--runs", type=_count(1, 100_000, "--runs"), default=200, metavar="R",
