@@ -1,6 +1,7 @@
 """Issue 10's figure: `python -m search fragmentation --load 8 --plot FILE` must finish in
 under 2 minutes on this 2-core machine. Prints wall and CPU time of the command (a fresh
-process, start-up included) for BPF programs and for module text; never asserts.
+process, start-up included) for BPF programs, module text and BPF trampolines; never
+asserts.
 
     python benchmarks/fragmentation.py [--load 8] [--runs 200]
 """
@@ -37,7 +38,7 @@ def main() -> int:
     args = a.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("bpf", "modules"):
+        for kind in ("bpf", "modules", "trampolines"):
             png = Path(tmp) / f"{kind}.png"
             wall, cpu, code = timed(["fragmentation", "--kind", kind, "--load", str(args.load),
                                      "--runs", str(args.runs), "--plot", str(png)])
