@@ -4,19 +4,25 @@ operand, a changed constant), and whether the fast checks catch it. Prints the s
 every survivor (file, line, operator, the mutated line); never asserts.
 
     pip install -e '.[mutation]'
-    python benchmarks/mutation.py                          # every module in pyproject.toml
+    python benchmarks/mutation.py --jobs 2                 # every module in pyproject.toml
     python benchmarks/mutation.py invariants/no_leak.py    # some modules only
+    python benchmarks/mutation.py --report                 # the saved results, combined
 
 Configured in pyproject.toml, [tool.allocheck.mutation]: the module globs, the test command
-(the fast checks) and a per-mutant timeout. cosmic-ray mutates files in place, so it runs
-in a scratch git worktree of HEAD (its own copy; the working tree is never touched), with
-PYTHONPATH pointing there. Slow: each mutant runs the test command (about 5 to 60 s), so a
-module of 100 mutants takes most of an hour on two cores.
+(the fast checks, fastest first: `-x` stops at the first failure), a test command per
+module where another file's tests are the ones that read it (`oracles`) and a per-mutant
+timeout. cosmic-ray mutates files in place, so each job runs in a scratch git worktree of
+HEAD (its own copy; the working tree is never touched), with PYTHONPATH pointing there.
+Slow: each mutant runs its test command (about 3 to 70 s), about 4,800 mutants in all, so
+the whole score takes several sessions: each module's result is saved as JSON under
+`--results` (default docs/mutation/) with the commit it was measured at, and `--report`
+adds them up, naming the modules changed since their measurement.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import subprocess
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +49,14 @@ def modules(cfg: dict, chosen: list[str]) -> list[str]:
     return sorted(out - set(cfg.get("exclude", [])))
 
 
+def oracle(module: str, cfg: dict) -> str:
+    """The test command that judges `module`'s mutants."""
+    for pattern, command in cfg.get("oracles", {}).items():
+        if fnmatch.fnmatch(module, pattern):
+            return command
+    return cfg["test-command"]
+
+
 def run_module(module: str, cfg: dict, tree: Path, work: Path) -> list[dict]:
     """cosmic-ray init, exec and dump for one module; the dump's records."""
     conf = work / (module.replace("/", "_") + ".toml")
@@ -51,7 +66,7 @@ def run_module(module: str, cfg: dict, tree: Path, work: Path) -> list[dict]:
         f"module-path = {json.dumps(module)}\n"
         f"timeout = {float(cfg['timeout'])}\n"
         "excluded-modules = []\n"
-        f"test-command = {json.dumps(cfg['test-command'])}\n"
+        f"test-command = {json.dumps(oracle(module, cfg))}\n"
         "[cosmic-ray.distributor]\nname = \"local\"\n")
     env = {**os.environ, "PYTHONPATH": str(tree)}
     for step in (["init", str(conf), str(session)], ["exec", str(conf), str(session)]):
@@ -71,47 +86,111 @@ def outcome(record: list) -> str:
     return result.get("test_outcome", "?")
 
 
+def summarise(module: str, records: list, seconds: float, commit: str, cfg: dict) -> dict:
+    """One module's result as saved: counts by outcome and every survivor."""
+    counts: dict[str, int] = {}
+    survivors: list[str] = []
+    for rec in records:
+        kind = outcome(rec)
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "survived":
+            for m in rec[0].get("mutations", []):
+                survivors.append(f"{m['module_path']}:{m['start_pos'][0]} "
+                                 f"{m['operator_name']} #{m['occurrence']}")
+    return {"module": module, "commit": commit, "oracle": oracle(module, cfg),
+            "mutants": len(records), "outcomes": counts, "survivors": survivors,
+            "seconds": round(seconds, 1)}
+
+
+def save(result: dict, folder: Path) -> None:
+    """Written whole or not at all: a temporary name, then a rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (result["module"].replace("/", "__") + ".json")
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def report(folder: Path, cfg: dict) -> int:
+    """Every saved result added up; modules changed since their measurement are named."""
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    wanted = set(modules(cfg, []))
+    done = {r["module"] for r in results}
+    killed = sum(r["outcomes"].get("killed", 0) for r in results)
+    survived = sum(r["outcomes"].get("survived", 0) for r in results)
+    for r in results:
+        stale = subprocess.run(["git", "diff", "--quiet", r["commit"], "--", r["module"]],
+                               cwd=ROOT).returncode != 0
+        k, sv = r["outcomes"].get("killed", 0), r["outcomes"].get("survived", 0)
+        print(f"{r['module']}: {r['mutants']} mutants, {k} killed, {sv} survived at "
+              f"{r['commit'][:10]}{' (changed since)' if stale else ''}")
+    judged = killed + survived
+    print(f"\nmeasured {len(done & wanted)} of {len(wanted)} modules; mutation score "
+          f"{100.0 * killed / judged if judged else 0.0:.1f}% ({killed} killed of {judged})")
+    missing = sorted(wanted - done)
+    if missing:
+        print("not measured: " + ", ".join(missing))
+    for r in results:
+        for sv in r["survivors"]:
+            print(f"  survived: {sv}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("module", nargs="*", help="paths relative to the repository (default: all)")
+    ap.add_argument("--jobs", type=int, default=1, help="modules at a time, each in a "
+                    "worktree of its own (default 1)")
+    ap.add_argument("--results", default=str(ROOT / "docs" / "mutation"),
+                    help="where each module's result is saved (default docs/mutation/)")
+    ap.add_argument("--report", action="store_true", help="add up the saved results only")
     args = ap.parse_args()
     cfg = settings()
+    folder = Path(args.results)
+    if args.report:
+        return report(folder, cfg)
     chosen = modules(cfg, args.module)
-    counts = {"killed": 0, "survived": 0, "incompetent": 0, "other": 0}
-    survivors: list[str] = []
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        tree, work = Path(tmp) / "tree", Path(tmp) / "work"
-        work.mkdir()
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=ROOT,
-                       check=True, capture_output=True)
-        try:
-            for module in chosen:
+        trees = [Path(tmp) / f"tree{j}" for j in range(max(1, args.jobs))]
+        for tree in trees:
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=ROOT,
+                           check=True, capture_output=True)
+        free = list(trees)
+
+        def one(module: str) -> dict:
+            tree = free.pop()
+            try:
+                work = Path(tempfile.mkdtemp(dir=tmp))
+                t = time.monotonic()
                 records = run_module(module, cfg, tree, work)
-                mine = {"killed": 0, "survived": 0}
-                for rec in records:
-                    kind = outcome(rec)
-                    key = kind if kind in counts else "other"
-                    counts[key] += 1
-                    if kind in mine:
-                        mine[kind] += 1
-                    if kind == "survived":
-                        item = rec[0]
-                        for m in item.get("mutations", []):
-                            survivors.append(f"{m['module_path']}:{m['start_pos'][0]} "
-                                             f"{m['operator_name']} #{m['occurrence']}")
-                print(f"{module}: {len(records)} mutants, {mine['killed']} killed, "
-                      f"{mine['survived']} survived", flush=True)
+                result = summarise(module, records, time.monotonic() - t, commit, cfg)
+            finally:
+                free.append(tree)
+            save(result, folder)
+            o = result["outcomes"]
+            print(f"{module}: {result['mutants']} mutants, {o.get('killed', 0)} killed, "
+                  f"{o.get('survived', 0)} survived in {result['seconds']:.0f} s", flush=True)
+            return result
+
+        try:
+            with ThreadPoolExecutor(max_workers=len(trees)) as pool:
+                results = list(pool.map(one, chosen))
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
-                           capture_output=True)
-    judged = counts["killed"] + counts["survived"]
-    score = 100.0 * counts["killed"] / judged if judged else 0.0
-    print(f"\nmutation score: {score:.1f}% ({counts['killed']} killed of {judged} that ran the "
-          f"tests; {counts['incompetent']} incompetent, {counts['other']} other) in "
+            for tree in trees:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                               capture_output=True)
+    killed = sum(r["outcomes"].get("killed", 0) for r in results)
+    judged = killed + sum(r["outcomes"].get("survived", 0) for r in results)
+    other = sum(r["mutants"] for r in results) - judged
+    print(f"\nmutation score: {100.0 * killed / judged if judged else 0.0:.1f}% ({killed} "
+          f"killed of {judged} that ran the tests; {other} other) in "
           f"{time.monotonic() - t0:.0f} s")
-    for s in survivors:
-        print(f"  survived: {s}")
+    for r in results:
+        for sv in r["survivors"]:
+            print(f"  survived: {sv}")
     return 0
 
 

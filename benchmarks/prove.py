@@ -2,7 +2,7 @@
 proof's wall time, the certificate's size, and the time `certify` takes to re-check it
 from the saved file (a fresh system, a fresh encoding, a plain z3 solver).
 
-    python benchmarks/prove.py                       # v5.19 and v6.0, default bounds
+    python benchmarks/prove.py                       # v5.19, v6.0, the newest; default bounds
     python benchmarks/prove.py --profile v6.0 --invariant no_leak --timeout 300
     python benchmarks/prove.py --bounds areas=1,hpage=2,chunks=1,progs=1,refs=0
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from invariants import INVARIANTS  # noqa: E402
 from model.bounds import DEFAULT_BOUNDS, Bounds  # noqa: E402
+from model.profiles import PROFILES  # noqa: E402
 from model.system import System  # noqa: E402
 from search.engines import certificate, pdr  # noqa: E402
 from search.result import PROVED  # noqa: E402
@@ -39,7 +40,8 @@ def main(argv: list[str]) -> int:
                     "temporary folder)")
     a = ap.parse_args(argv)
     bounds = Bounds.parse(a.bounds) if a.bounds else DEFAULT_BOUNDS
-    profiles = a.profile or ["v5.19", "v6.0"]
+    # issue 11's goal: every invariant that holds on v5.19, v6.0 and the newest profile
+    profiles = a.profile or ["v5.19", "v6.0", list(PROFILES)[-1]]
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="allocheck-certs."))
     print(f"bounds {','.join(f'{k}={v}' for k, v in bounds.as_dict().items())}; "
           f"timeout {a.timeout:g}s per invariant; certificates in {out}")
