@@ -613,7 +613,8 @@ def run_check(profiles: list[str], invariants: list[str], depth: int, engine: st
             for row in new:
                 if row.result.status == HOLDS:
                     row.result = _prove(system, row.invariant, depth, timeout, row.result,
-                                        certificate_folder(saver.out))
+                                        certificate_folder(saver.out),
+                                        lambda text, name=name: progress.note(f"{name}: {text}"))
 
 
 def _run_distributed(profiles: list[str], invariants: list[str], depth: int, engine: str,
@@ -672,7 +673,7 @@ def certificate_folder(out: Path | None) -> str:
 
 
 def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded: Result,
-           folder: str | None = None) -> Result:
+           folder: str | None = None, tick: Callable[[str], None] | None = None) -> Result:
     """--prove on an invariant that holds to `depth`: IC3 (search.engines.pdr). PROVED
     only with an inductive invariant that a separate plain z3 check accepted and that is
     saved as a certificate under `folder` (default `certificate_folder(None)`; `python -m
@@ -682,7 +683,7 @@ def _prove(system: System, inv: str, depth: int, timeout: float | None, bounded:
 
     try:
         with _deadline(timeout):
-            proof = pdr.prove(system, inv, timeout)
+            proof = pdr.prove(system, inv, timeout, tick)
     except BaseException as e:
         if not _timed_out(e):
             raise

@@ -160,6 +160,9 @@ class _Ticks:
         if self.tick is not None:
             self.tick(label)
 
+    def about(self, profile: str) -> Callable[[str], None]:
+        return lambda label: self.note(f"{profile}: {label}")
+
 
 def run_task(task: Task, tick: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Check one task in this process, as the serial path checks a profile (the same
@@ -184,7 +187,8 @@ def run_task(task: Task, tick: Callable[[str], None] | None = None) -> dict[str,
                         r = results.get(inv)
                         if r is not None and r.status == HOLDS:
                             results[inv] = cli._prove(system, inv, task.depth, task.timeout, r,
-                                                      task.certificates)
+                                                      task.certificates,
+                                                      _Ticks(tick).about(task.profile))
             except BaseException as e:
                 if not cli._interrupted(e):
                     raise

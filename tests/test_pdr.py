@@ -209,3 +209,17 @@ def test_the_table_names_each_proofs_certificate() -> None:
     assert lines[1].endswith("trace or certificate")
     assert "proved (certified)" in lines[2] and lines[2].endswith("certs/x.cert.json")
     assert not lines[3].endswith(".cert.json")
+
+
+def test_a_proof_shows_where_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proof can run for minutes: IC3 tells the progress line its frame, lemmas and
+    queries (every query here; every 200 in a real run), naming the invariant it works on
+    (a scope of its own, so that no earlier test's proof is taken from the cache)."""
+    monkeypatch.setattr(pdr, "TICK_EVERY", 1)
+    got: list[str] = []
+    system = System.build("v5.19", bounds=Bounds.parse(
+        "areas=1,hpage=2,chunks=1,progs=1,refs=0,max_ref=2"))
+    p = pdr.prove(system, "no_tail_as_base", timeout=240, tick=got.append)
+    assert p.result.status == PROVED
+    assert got and all(t.startswith("proving ") for t in got)
+    assert any(t.startswith("proving no_tail_as_base: IC3 frame ") for t in got), got[:3]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,8 +206,13 @@ class IC3:
     activation literal and every lemma under the literal of its level."""
 
     def __init__(self, cone: Cone, prop: Any, deadline: float | None,
-                 facts: Sequence[Any] = (), mic_budget: int = 3) -> None:
+                 facts: Sequence[Any] = (), mic_budget: int = 3,
+                 tick: Callable[[str], None] | None = None) -> None:
         self.cone = cone
+        # told where the search is (frame, lemmas, queries) every TICK_EVERY queries: a proof
+        # can run for minutes, and a long run shows it is alive
+        self.tick = tick
+        self.frame = 0
         self.system = cone.system
         self.xs = cone.xs
         self.ys = cone.ys
@@ -262,6 +267,9 @@ class IC3:
             raise GiveUp("timeout")
         solver.set("timeout", _remaining_ms(self.deadline))
         self.queries += 1
+        if self.tick is not None and self.queries % TICK_EVERY == 0:
+            self.tick(f"IC3 frame {self.frame}, {len(self.lemmas)} lemmas, "
+                      f"{self.queries} queries")
         r = solver.check(*assumptions)
         if r == z3.unknown:
             raise_if_interrupted(solver)
@@ -413,6 +421,7 @@ class IC3:
     def run(self, max_frames: int = 10_000) -> Outcome:
         self._level(1)
         for k in range(1, max_frames + 1):
+            self.frame = k
             self._level(k + 1)
             while True:
                 t = z3.Bool(f"pdr.tmp.{next(self._tmp)}")
@@ -511,7 +520,8 @@ _PROVED: dict[tuple[Any, ...], dict[str, tuple[Outcome, float, str]]] = {}
 _FAILED: dict[tuple[Any, ...], set[str]] = {}
 
 
-def prove(system: System, invariant: str, timeout: float | None = None) -> Proof:
+def prove(system: System, invariant: str, timeout: float | None = None,
+          tick: Callable[[str], None] | None = None) -> Proof:
     """PROVED only with a certificate that `certificate.check_formula` accepted;
     otherwise UNKNOWN with "not proved: ..." saying why (a counterexample IC3 found and
     the concrete model confirmed, a timeout, z3's unknown, a certificate that failed).
@@ -537,13 +547,14 @@ def prove(system: System, invariant: str, timeout: float | None = None) -> Proof
             if other in proved or other in failed:
                 continue
             now = time.monotonic()
-            got, _ = _search(system, steps, other, now + (deadline - now) / 2)
+            got, _ = _search(system, steps, other, now + (deadline - now) / 2,
+                             _about(tick, f"{other} first, a fact for {invariant}"))
             if got is None:
                 failed.add(other)
     if invariant in proved:
         out, seconds, how = proved[invariant]
         return _certified(system, invariant, steps.enc, out, seconds, deadline, t0, how)
-    got, why = _search(system, steps, invariant, deadline)
+    got, why = _search(system, steps, invariant, deadline, _about(tick, invariant))
     if got is None:
         failed.add(invariant)
         return Proof(Result(invariant, ENGINE, UNKNOWN, 0, [], time.monotonic() - t0,
@@ -564,7 +575,15 @@ def _companions(system: System, steps: Steps, invariant: str, size: int) -> list
     return [n for _, n in sorted(sized)]
 
 
-def _search(system: System, steps: Steps, invariant: str, deadline: float
+TICK_EVERY = 200  # queries between progress ticks (a few seconds of a long proof)
+
+
+def _about(tick: Callable[[str], None] | None, what: str) -> Callable[[str], None] | None:
+    return None if tick is None else (lambda text: tick(f"proving {what}: {text}"))
+
+
+def _search(system: System, steps: Steps, invariant: str, deadline: float,
+            tick: Callable[[str], None] | None = None
             ) -> tuple[tuple[Outcome, float, str] | None, str]:
     """IC3 on `invariant` with the facts proved so far: (outcome, seconds, how), cached
     in `_PROVED`, or None and why not. First with the well-formedness of the cone's
@@ -587,7 +606,7 @@ def _search(system: System, steps: Steps, invariant: str, deadline: float
         try:
             out = _already_inductive(system, invariant, prop, enc, deadline)
             if out is None:
-                out = IC3(cone, prop, deadline, facts).run()
+                out = IC3(cone, prop, deadline, facts, tick=tick).run()
         except GiveUp as e:
             why.append(f"{what}: {e}")
             break
