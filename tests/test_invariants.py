@@ -453,7 +453,14 @@ CASES: list[Case] = [
                                                                "pages.refcount": {2: 0}}),
           "a compound head whose area is gone": COMPOUND,
           "a driver's pointer without a reference": put(ALLOC0, {"refs.held": {0: True},
-                                                                "refs.frame": {0: 0}})},
+                                                                "refs.frame": {0: 0}}),
+          # a zone's first page is owned through its tails only, never through a base page
+          # after it, nor through any later page (mutation testing: `t == f` -> `t >= f`
+          # and `g < f` -> `g != f` went unnoticed)
+          "a base page next to a mapped one": put(ALLOC0, {"pages.mapcount": {1: 1}}),
+          "a page before a counted one": put(ALLOC0, {"refs.held": {0: True},
+                                                      "refs.counted": {0: True},
+                                                      "refs.frame": {0: 1}})},
          {"a vmalloc buffer and a driver's reference": VMALLOCED,
           "a counted driver pointer": put(ALLOC0, {"pages.kind": {1: PG_FREE}, "pages.refcount": {1: 0},
                                                    "refs.held": {0: True}, "refs.counted": {0: True},
@@ -469,6 +476,11 @@ CASES: list[Case] = [
           "a tail's reference is the head's":
               put(COMPOUND, {"refs.held": {0: True}, "refs.counted": {0: True}, "refs.frame": {0: 3}}),
           "a page mapped to user space": put(COMPOUND, {"pages.mapcount": {3: 1}}),
+          # the first slot of the second zone backs its area (`f % hpage` -> `f >> 1` went
+          # unnoticed: equal on frames 0 and 3 only)
+          "a one-page area in the second zone":
+              put(ALLOC1, {"pages.kind": {3: PG_FREE}, "pages.refcount": {3: 0},
+                           "areas.owner": {1: OWN_VMALLOC}, "areas.npages": {1: 1}}),
           "a compound page the free-time checks reported":
               put(COMPOUND, {"pages.bad": {3: BAD_TAIL_MAPPING}}),
           "boot": S0}),
