@@ -55,6 +55,11 @@ class Bounds:
             v = getattr(self, f.name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise BoundsError(f"bound {f.name}={v!r} is out of range {lo}..{hi}")
+        if self.hpage & (self.hpage - 1):
+            # a PMD maps PTRS_PER_PTE pages, a power of two, and the model finds a frame's
+            # huge page by its low bits as the kernel does (`f % hpage`, `f - f % hpage`)
+            raise BoundsError(f"bound hpage={self.hpage} must be a power of two "
+                              "(PTRS_PER_PTE is)")
         if self.frames != self.areas * self.hpage:
             raise BoundsError(
                 f"frames={self.frames} must equal areas*hpage={self.areas * self.hpage} "

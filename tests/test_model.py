@@ -71,8 +71,8 @@ def test_pre_guard_and_cache_never_change_what_is_enabled() -> None:
     assert cache.hits > 0
 
 
-@pytest.mark.parametrize("text", ["frames=3", "hpage=0", "areas=100", "chunks=x", "bogus=1",
-                                  "frames=16,areas=2"])
+@pytest.mark.parametrize("text", ["frames=3", "hpage=0", "hpage=3", "hpage=6,areas=2", "areas=100",
+                                  "chunks=x", "bogus=1", "frames=16,areas=2"])
 def test_bad_bounds_are_rejected(text: str) -> None:
     with pytest.raises(BoundsError):
         Bounds.parse(text)
