@@ -513,7 +513,11 @@ CASES: list[Case] = [
          {"an allocated page with a file mapping": put(VMALLOCED, {"pages.mapping": {1: MAPPING_FILE}})}),
     Case("refcount_sanity", "mapped => L.not_(free)",
          {"a mapped page freed": put(VMALLOCED, {"pages.kind": {1: PG_FREE}, "pages.refcount": {1: 0},
-                                                 "refs.frame": {0: 0}})},
+                                                 "refs.frame": {0: 0}}),
+          # the second zone's first slot (mutation testing: `f % hpage` -> `f ** hpage`
+          # went unnoticed, equal on frames 0 and 1 only)
+          "the second zone's page freed under its area":
+              put(VMALLOCED, {"areas.owner": {1: OWN_VMALLOC}, "areas.npages": {1: 1}})},
          {"past the end of a one-page area": put(VMALLOCED, {"areas.npages": {0: 1},
                                                              "pages.kind": {1: PG_FREE},
                                                              "pages.refcount": {1: 0},
