@@ -661,3 +661,23 @@ def test_dropping_a_conjunct_replaces_that_term_only() -> None:
     after = ast.unparse(tree)
     assert before.count("L.not_(p.lru[f])") == 1
     assert before.replace("L.not_(p.lru[f])", "True") == after
+
+
+def test_pack_bookkeeping_reads_each_packs_own_bits_at_any_chunk_count() -> None:
+    """With three chunks a pack (not a power of two) the bit of area 1, chunk 2 is bit 5:
+    an index computed as `a * chunks | k` or `^ k` (equal to `+ k` while chunks is a power
+    of two, as at both preset scopes: mutation testing let them through) reads bit 3."""
+    from model.bounds import Bounds
+    from model.state import initial_state as boot
+
+    system = System.build("v6.0", bounds=Bounds(chunks=3))
+    s = put(boot(system.bounds), {"areas.owner": {1: OWN_PACK}, "areas.bitmap": {5: True},
+                                  "progs.state": {0: PROG_LIVE}, "progs.area": {0: 1},
+                                  "progs.chunk": {0: 2}})
+    check = INVARIANTS["pack_bookkeeping"]
+    assert check(s, system.ctx, CONCRETE) is True
+    x = fresh_state(s, "x")
+    assert substituter(x, s)(check(x, system.ctx, SYMBOLIC)) is True
+    # and the same state with the bit of chunk 1 instead is wrong
+    wrong = put(s, {"areas.bitmap": {5: False, 4: True}})
+    assert check(wrong, system.ctx, CONCRETE) is False
