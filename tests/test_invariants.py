@@ -681,3 +681,17 @@ def test_pack_bookkeeping_reads_each_packs_own_bits_at_any_chunk_count() -> None
     # and the same state with the bit of chunk 1 instead is wrong
     wrong = put(s, {"areas.bitmap": {5: False, 4: True}})
     assert check(wrong, system.ctx, CONCRETE) is False
+
+
+def test_each_invariant_is_described_by_its_modules_first_line() -> None:
+    """`python -m search list` prints `invariants.doc(name)`: the first line of the
+    invariant module's story, never empty (mutation testing: `or` -> `and` and the line
+    index went unnoticed by the fast checks)."""
+    from invariants import doc
+
+    for name, fn in INVARIANTS.items():
+        story = (sys.modules[fn.__module__].__doc__ or "").strip()
+        assert story, f"{name}: its module has no story"
+        assert doc(name) == story.splitlines()[0] != "", name
+    assert any(len((sys.modules[f.__module__].__doc__ or "").strip().splitlines()) > 1
+               for f in INVARIANTS.values())
