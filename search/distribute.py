@@ -50,7 +50,11 @@ from typing import Any
 
 from search.result import InternalError
 
-GRACE = 5.0  # seconds a stopped task has to return what it settled, then it is killed
+# seconds a stopped task has to return what it settled, then it is killed: a child on a
+# loaded machine may be inside one long z3 call (a substitution, an encoding) that
+# Python's signal handler waits for, and what it settled must not be lost (a CI run
+# lost both tasks' results at 5 s)
+GRACE = 20.0
 POLL = 0.2  # seconds between looks at the stop flag (a cluster Event: a scheduler call)
 _TAG = "allocheck-task"  # first word of every line a task's process prints for us
 _NOISE = 20  # lines of anything else a task's process printed, kept for error messages
