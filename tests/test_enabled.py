@@ -242,3 +242,28 @@ def test_allocations_take_the_slot_the_rule_picks(profile: str, bounds: Bounds) 
     # the walks really exercised the rules
     exists = {i.name for i in system.instances} & set(SLOTS)
     assert seen == exists, f"never enabled along the walks: {sorted(exists - seen)}"
+
+
+def test_vmalloc_to_page_takes_no_reference_past_the_models_bound() -> None:
+    """A driver's get_page (driver_get_page, every profile but a seeded bug) is enabled
+    while the page's refcount is below max_ref, the scope's bound, and not at it; without
+    get_page the bound does not apply (mutation testing: inverting the flag went unnoticed,
+    since one driver pointer never takes a refcount to max_ref)."""
+    from model.state import OWN_VMALLOC, PG_BASE, evolve, initial_state
+
+    def state(system: System) -> State:
+        s = initial_state(system.bounds)
+        s = s.replace(pages=evolve(s.pages, kind=(PG_BASE, PG_BASE, *s.pages.kind[2:]),
+                                   refcount=(1, system.bounds.max_ref, *s.pages.refcount[2:])))
+        return s.replace(areas=evolve(s.areas, owner=(OWN_VMALLOC, *s.areas.owner[1:]),
+                                      npages=(2, *s.areas.npages[1:])))
+
+    def enabled(system: System, frame: int) -> bool:
+        (inst,) = [i for i in system.instances if i.name == "vmalloc_to_page"
+                   and dict(i.items) == {"ref": 0, "frame": frame}]
+        return bool(inst.guard(state(system), system.ctx, CONCRETE))
+
+    with_get = System.build("v5.19")
+    assert enabled(with_get, 0) and not enabled(with_get, 1)
+    without = System.build("v5.19", overrides={"driver_get_page": False})
+    assert enabled(without, 0) and enabled(without, 1)
