@@ -81,16 +81,28 @@ class Design:
     vmalloc_rebuilds: tuple[int, int] = (0, 0)
 
 
+def _never_changed(flags: Flags, pages: int) -> Design | None:
+    """powerpc 5.13: no set_memory_* at all, and its change_memory_attr never touches the
+    linear map: nothing splits it, whatever the user."""
+    if flags.set_memory and flags.cpa_alias:
+        return None
+    return Design("direct map never changed", pages, False, 1,
+                  "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+
+
+def _module_alloc_maps_pmd(flags: Flags) -> bool:
+    """The safety model's own rule: is a PMD_SIZE module_alloc mapped by a PMD?"""
+    ctx = Ctx(Bounds(), flags)
+    return module_alloc_huge(ctx, ctx.bounds.hpage)
+
+
 def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
     """The BPF program design of a profile: per-program images (module_alloc), or packs of
     PAGE_SIZE, of one PMD (5.18-rc1, mapped huge), or PMD_SIZE * nodes mapped with 4 KiB
     pages (6.0 on: module_alloc does not opt in to huge vmalloc)."""
-    if not (flags.set_memory and flags.cpa_alias):
-        # powerpc 5.13: no set_memory_* at all, and its change_memory_attr never touches the
-        # linear map: nothing splits it
-        pages = -(-prog_size // PAGE_SIZE)
-        return Design("direct map never changed", pages, False, 1,
-                      "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+    never = _never_changed(flags, -(-prog_size // PAGE_SIZE))
+    if never is not None:
+        return never
     chunks = -(-prog_size // BPF_PROG_CHUNK_SIZE)
     per_page = max(1, (PAGE_SIZE // BPF_PROG_CHUNK_SIZE) // chunks)
     if not flags.bpf_prog_pack:
@@ -100,9 +112,7 @@ def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
     if flags.pack_size == "page":
         return Design("4 KiB packs", 1, False, per_page,
                       "bpf_prog_pack of PAGE_SIZE (559089e0a93d, 5.18 and 5.19)")
-    # the safety model's own rule: is module_alloc(BPF_PROG_PACK_SIZE) mapped by PMDs?
-    ctx = Ctx(Bounds(), flags)
-    huge = module_alloc_huge(ctx, ctx.bounds.hpage)
+    huge = _module_alloc_maps_pmd(flags)  # module_alloc(BPF_PROG_PACK_SIZE)
     return Design("2 MiB packs, PMD-mapped" if huge else "PMD_SIZE packs, 4 KiB-mapped",
                   machine.frames, huge, per_page * machine.frames,
                   "BPF_HPAGE_SIZE packs mapped huge (57631054fae6, 5.18-rc1)" if huge else
@@ -115,14 +125,13 @@ def module_design(flags: Flags, module_pages: int, machine: Machine) -> Design:
     page out of the direct map at once (no split), 6.15 on writes the text through
     execmem_make_temp_rw, which changes part of the huge page's alias and splits its leaf
     (restore_rox collapses the vmalloc PMD only)."""
-    if not (flags.set_memory and flags.cpa_alias):
-        return Design("direct map never changed", module_pages, False, 1,
-                      "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+    never = _never_changed(flags, module_pages)
+    if never is not None:
+        return never
     if flags.execmem != "rox_cache":
-        ctx = Ctx(Bounds(), flags)
-        if module_pages == machine.frames and module_alloc_huge(ctx, ctx.bounds.hpage):
-            # the safety model's rule again: 5.18-rc1 maps a PMD_SIZE module_alloc with a
-            # PMD, and module_enable_ro on its text, part of the image, splits the leaf
+        if module_pages == machine.frames and _module_alloc_maps_pmd(flags):
+            # 5.18-rc1 maps a PMD_SIZE module_alloc with a PMD, and module_enable_ro on its
+            # text, part of the image, splits the leaf
             return Design("module_alloc per module, PMD-mapped", machine.frames, True, 1,
                           "module_alloc with huge vmalloc (5.18-rc1)", huge_splits=True)
         return Design("module_alloc per module", module_pages, False, 1,
@@ -149,9 +158,9 @@ def trampoline_design(flags: Flags, size: int, machine: Machine) -> Design:
         raise ValueError("this kernel has no BPF trampolines (fec56f5890d9, 5.5)")
     if flags.bpf_trampoline == "pack":
         return design(flags, size, machine)
-    if not (flags.set_memory and flags.cpa_alias):
-        return Design("direct map never changed", 1, False, 1,
-                      "no ARCH_HAS_SET_MEMORY, no alias processing (powerpc 5.13)", False)
+    never = _never_changed(flags, 1)
+    if never is not None:
+        return never
     if flags.bpf_trampoline == "rwx":
         return Design("trampoline page, set_memory_x only", 1, False, 1,
                       "bpf_jit_alloc_exec_page: set_memory_x, RW+X for life (5.5 to 6.0)", False)
@@ -241,28 +250,17 @@ def split_regions(placement: dict[int, list[int]], evs: list[Event], m: Machine)
     return {lf // m.gib for e in evs if e.alloc and e.changes for lf in placement[e.unit]}
 
 
-@dataclass(frozen=True)
-class Counters:
-    """What /proc/vmstat counts over a run (arch/x86/mm/pat/set_memory.c split_page_count:
-    direct_map_level2_splits, direct_map_level3_splits), and the PMD rebuilds it does not
-    count. A split leaf stays split: no modelled kernel collapses the direct map (6.15's
-    set_memory_rox rebuilds the PMDs of its own vmalloc addresses, and collapse_pmd_page
-    counts only `virt_addr_valid` ones), so direct_map_level2_collapses is not a figure
-    any modelled design moves; the vmalloc rebuilds are reported instead."""
-
-    level2_splits: int
-    level3_splits: int
-    vmalloc_collapses: int
-
-
-def counters(placement: dict[int, list[int]], evs: list[Event], d: Design, w: Workload,
-             m: Machine) -> Counters:
-    # a rebuild needs all 512 PTEs to agree again, which they do after each window when
-    # loads and unloads come one at a time, as a Workload's do
+def vmalloc_rebuilds(d: Design, w: Workload) -> int:
+    """vmalloc PMDs set_memory_rox rebuilds over a run, which /proc/vmstat does not count.
+    What it counts (arch/x86/mm/pat/set_memory.c split_page_count) are `split_leaves` and
+    `split_regions` (direct_map_level2_splits, _level3_splits); a split leaf stays split,
+    since no modelled kernel collapses the direct map (6.15's set_memory_rox rebuilds the
+    PMDs of its own vmalloc addresses, and collapse_pmd_page counts only `virt_addr_valid`
+    ones), so direct_map_level2_collapses is not a figure any modelled design moves. A
+    rebuild needs all 512 PTEs to agree again, which they do after each window when loads
+    and unloads come one at a time, as a Workload's do; placement plays no part."""
     per_load, per_unload = d.vmalloc_rebuilds
-    rebuilt = per_load * (w.load + w.churn) + per_unload * w.churn
-    return Counters(len(split_leaves(placement, evs)), len(split_regions(placement, evs, m)),
-                    rebuilt)
+    return per_load * (w.load + w.churn) + per_unload * w.churn
 
 
 def check_placement(placement: dict[int, list[int]], evs: list[Event], m: Machine) -> str | None:

@@ -13,13 +13,13 @@ from model.placement import (
     Machine,
     Workload,
     as_json,
-    counters,
     design,
     events,
     module_design,
     trampoline_design,
+    vmalloc_rebuilds,
 )
-from model.profiles import ProfileError, get_profile
+from model.profiles import get_profile
 from search.cli import UsageError, _Parser, _whole
 from search.engines.fragmentation import simulate_levels, summary, worst_case
 from search.progress import Progress
@@ -92,16 +92,13 @@ def measure(profile: str, w: Workload, m: Machine, size: int, runs: int, seed: i
     typical = simulate_levels(d, w, m, runs, seed)
     stats = summary([l2 for l2, _ in typical])
     stats3 = summary([l3 for _, l3 in typical])
-    evs = events(d, w)
-    units = sum(1 for e in evs if e.alloc)
-    # the vmalloc rebuilds depend on the design and workload only, not on placement
-    rebuilt = counters({e.unit: [] for e in evs if e.alloc}, evs, d, w, m).vmalloc_collapses
+    units = sum(1 for e in events(d, w) if e.alloc)
     return {
         "profile": profile, "design": as_json(d), "units_allocated": units,
         "worst": {"value": worst.value, "status": worst.status},
         "typical": {**stats, "runs": runs, "seed": seed},
         "level3": {"worst": {"value": worst3.value, "status": worst3.status}, "typical": stats3},
-        "vmalloc_collapses": rebuilt,
+        "vmalloc_collapses": vmalloc_rebuilds(d, w),
         "small_fraction": {"worst": None if worst.value is None else worst.value / m.leaves,
                            "median": stats["median"] / m.leaves},
     }
@@ -132,24 +129,20 @@ def cmd_fragmentation(argv: Sequence[str]) -> int:
     profiles = list(dict.fromkeys(a.profile or REPRESENTATIVES[a.kind]))
     m = Machine(leaves=a.leaves, gib=0 if a.no_gbpages else 512)
     size = a.module_pages if a.kind == "modules" else a.prog_size
-    for name in profiles:  # an unknown profile or design is bad input before anything runs
+    # an unknown profile, or one without this kind of user, is bad input before anything runs
+    flags = {name: get_profile(name).flags for name in profiles}
+    for name, f in flags.items():
         try:
-            DESIGNS[a.kind](get_profile(name).flags, size, m)
+            DESIGNS[a.kind](f, size, m)
         except ValueError as e:
-            if isinstance(e, ProfileError):
-                raise
             raise UsageError(f"{name}: {e}") from None
-    w = Workload(a.load, a.churn)
     try:
-        return _run(a, profiles, m, w)
+        return _run(a, profiles, m, Workload(a.load, a.churn), size)
     except ValueError as e:  # the machine has no room for the workload: raise --leaves
-        if isinstance(e, ProfileError):
-            raise
         raise UsageError(str(e)) from None
 
 
-def _run(a: Any, profiles: list[str], m: Machine, w: Workload) -> int:
-    size = a.module_pages if a.kind == "modules" else a.prog_size
+def _run(a: Any, profiles: list[str], m: Machine, w: Workload, size: int) -> int:
     series_loads = list(range(0, a.load + 1)) if a.plot or a.json else []
     progress = Progress(len(profiles) * (1 + len(series_loads)), bar=not a.json)
     results: list[dict[str, Any]] = []

@@ -15,11 +15,11 @@ from model.placement import (
     Machine,
     Workload,
     check_placement,
-    counters,
     design,
     events,
     module_design,
     trampoline_design,
+    vmalloc_rebuilds,
 )
 from model.profiles import PROFILES
 from search.engines.fragmentation import (
@@ -252,9 +252,7 @@ def test_vmalloc_rebuilds_follow_the_collapse_flags() -> None:
     w = Workload(5, 3)
     got = {}
     for p in ("v6.13-rc1", "v6.15", "v6.17", "v6.10"):
-        d = module_design(PROFILES[p].flags, 4, M)
-        evs = events(d, w)
-        got[p] = counters({e.unit: [] for e in evs if e.alloc}, evs, d, w, M).vmalloc_collapses
+        got[p] = vmalloc_rebuilds(module_design(PROFILES[p].flags, 4, M), w)
     assert got == {"v6.13-rc1": 0, "v6.15": 8, "v6.17": 11, "v6.10": 0}
 
 

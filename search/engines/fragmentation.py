@@ -90,14 +90,10 @@ def worst_case(d: Design, w: Workload, m: Machine, timeout: float = 60.0,
     why = check_placement(placement, evs, m)
     if why is not None:  # the encoding and the model disagree: never report it
         raise AssertionError(f"z3's worst placement is impossible: {why}")
-    value = len((split_leaves if level == 2 else _regions(m))(placement, evs))
+    value = len(split_leaves(placement, evs) if level == 2 else split_regions(placement, evs, m))
     if value != goal.value().as_long():
         raise AssertionError("z3's optimum and the placement's splits differ")
     return Worst(value, "exact", placement)
-
-
-def _regions(m: Machine) -> Any:
-    return lambda placement, evs: split_regions(placement, evs, m)
 
 
 def _placements(evs: list[Event], m: Machine, opt: Any) -> dict[int, list[Any]]:
@@ -148,6 +144,20 @@ class _Memory:
     def room(self, lf: int) -> int:
         return 0 if self.whole[lf] else self.m.frames - self.used[lf]
 
+    def with_room(self) -> list[int]:
+        """Leaves with a free frame, in order; none is bad input (the workload does not fit)."""
+        pool = [lf for lf in range(self.m.leaves) if self.room(lf)]
+        if not pool:
+            raise _no_room("free frame")
+        return pool
+
+    def empty(self) -> list[int]:
+        """Leaves free for an order-9 block, in order; none is bad input."""
+        free = [lf for lf in range(self.m.leaves) if self.room(lf) == self.m.frames]
+        if not free:
+            raise _no_room("free leaf for an order-9 block")
+        return free
+
 
 def _run(evs: list[Event], m: Machine, pick_page: Any, pick_leaf: Any) -> dict[int, list[int]]:
     """Place every unit of `evs` with the given choices; returns the placement."""
@@ -194,18 +204,14 @@ def simulate_levels(d: Design, w: Workload, m: Machine, runs: int,
     rng = random.Random(seed)
 
     def page(mem: _Memory) -> int:
-        if not any(mem.room(lf) for lf in range(m.leaves)):
-            raise _no_room("free frame")
+        mem.with_room()  # there is a free frame to find
         while True:
             lf = rng.randrange(m.leaves)
             if rng.randrange(m.frames) < mem.room(lf):
                 return lf
 
     def leaf(mem: _Memory) -> int:
-        free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
-        if not free:
-            raise _no_room("free leaf for an order-9 block")
-        return rng.choice(free)
+        return rng.choice(mem.empty())
 
     out = []
     for _ in range(runs):
@@ -223,17 +229,13 @@ def greedy_worst(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[int
     split: set[int] = set()
 
     def page(mem: _Memory) -> int:
-        fresh = [lf for lf in range(m.leaves) if lf not in split and mem.room(lf)]
-        pool = fresh or [lf for lf in range(m.leaves) if mem.room(lf)]
-        if not pool:
-            raise _no_room("free frame")
-        split.add(pool[0])
-        return pool[0]
+        pool = mem.with_room()
+        lf = ([lf for lf in pool if lf not in split] or pool)[0]
+        split.add(lf)
+        return lf
 
     def leaf(mem: _Memory) -> int:
-        free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
-        if not free:
-            raise _no_room("free leaf for an order-9 block")
+        free = mem.empty()
         if d.huge_splits:  # a block that will be split: somewhere nothing is split yet
             fresh = [lf for lf in free if lf not in split]
             split.add((fresh or free)[0])
@@ -260,19 +262,8 @@ def greedy_worst3(d: Design, w: Workload, m: Machine) -> tuple[int, int, dict[in
             touched.add(lf // m.gib)
         return lf
 
-    def page(mem: _Memory) -> int:
-        pool = [lf for lf in range(m.leaves) if mem.room(lf)]
-        if not pool:
-            raise _no_room("free frame")
-        return spread(pool, d.changes_alias)
-
-    def leaf(mem: _Memory) -> int:
-        free = [lf for lf in range(m.leaves) if mem.room(lf) == m.frames]
-        if not free:
-            raise _no_room("free leaf for an order-9 block")
-        return spread(free, d.changes_alias)
-
-    placement = _run(evs, m, page, leaf)
+    placement = _run(evs, m, lambda mem: spread(mem.with_room(), d.changes_alias),
+                     lambda mem: spread(mem.empty(), d.changes_alias))
     pages = sum(1 if e.huge else e.pages for e in evs if e.alloc and e.changes)
     return len(split_regions(placement, evs, m)), min(pages, m.regions), placement
 
