@@ -116,24 +116,33 @@ def report(folder: Path, cfg: dict) -> int:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     wanted = set(modules(cfg, []))
     done = {r["module"] for r in results}
-    killed = sum(r["outcomes"].get("killed", 0) for r in results)
-    survived = sum(r["outcomes"].get("survived", 0) for r in results)
     for r in results:
         stale = subprocess.run(["git", "diff", "--quiet", r["commit"], "--", r["module"]],
                                cwd=ROOT).returncode != 0
         k, sv = r["outcomes"].get("killed", 0), r["outcomes"].get("survived", 0)
         print(f"{r['module']}: {r['mutants']} mutants, {k} killed, {sv} survived at "
               f"{r['commit'][:10]}{' (changed since)' if stale else ''}")
-    judged = killed + survived
-    print(f"\nmeasured {len(done & wanted)} of {len(wanted)} modules; mutation score "
-          f"{100.0 * killed / judged if judged else 0.0:.1f}% ({killed} killed of {judged})")
+    print(f"\nmeasured {len(done & wanted)} of {len(wanted)} modules; " + score(results))
     missing = sorted(wanted - done)
     if missing:
         print("not measured: " + ", ".join(missing))
+    survivors(results)
+    return 0
+
+
+def score(results: list[dict]) -> str:
+    """The score of these results: killed of those that ran the tests to an end."""
+    killed = sum(r["outcomes"].get("killed", 0) for r in results)
+    judged = killed + sum(r["outcomes"].get("survived", 0) for r in results)
+    other = sum(r["mutants"] for r in results) - judged
+    return (f"mutation score {100.0 * killed / judged if judged else 0.0:.1f}% ({killed} "
+            f"killed of {judged} that ran the tests; {other} other)")
+
+
+def survivors(results: list[dict]) -> None:
     for r in results:
         for sv in r["survivors"]:
             print(f"  survived: {sv}")
-    return 0
 
 
 def main() -> int:
@@ -182,15 +191,8 @@ def main() -> int:
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                                capture_output=True)
-    killed = sum(r["outcomes"].get("killed", 0) for r in results)
-    judged = killed + sum(r["outcomes"].get("survived", 0) for r in results)
-    other = sum(r["mutants"] for r in results) - judged
-    print(f"\nmutation score: {100.0 * killed / judged if judged else 0.0:.1f}% ({killed} "
-          f"killed of {judged} that ran the tests; {other} other) in "
-          f"{time.monotonic() - t0:.0f} s")
-    for r in results:
-        for sv in r["survivors"]:
-            print(f"  survived: {sv}")
+    print(f"\n{score(results)} in {time.monotonic() - t0:.0f} s")
+    survivors(results)
     return 0
 
 
