@@ -16,7 +16,10 @@ HEAD (its own copy; the working tree is never touched), with PYTHONPATH pointing
 Slow: each mutant runs its test command (about 3 to 70 s), about 4,800 mutants in all, so
 the whole score takes several sessions: each module's result is saved as JSON under
 `--results` (default docs/mutation/) with the commit it was measured at, and `--report`
-adds them up, naming the modules changed since their measurement.
+adds them up, naming the modules changed since their measurement. A stopped run (Ctrl-C,
+the end of a session) loses nothing: each module's cosmic-ray session is kept under
+`--work` (default .mutation/, ignored by git) by commit, and the same command, or
+`--commit REV` for a run begun at an older commit, goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ def oracle(module: str, cfg: dict) -> str:
 
 
 def run_module(module: str, cfg: dict, tree: Path, work: Path) -> list[dict]:
-    """cosmic-ray init, exec and dump for one module; the dump's records."""
+    """cosmic-ray init (unless a session of this commit exists), exec (the mutants not yet
+    judged) and dump for one module; the dump's records."""
+    work.mkdir(parents=True, exist_ok=True)
     conf = work / (module.replace("/", "_") + ".toml")
     session = conf.with_suffix(".sqlite")
     conf.write_text(
@@ -69,7 +74,15 @@ def run_module(module: str, cfg: dict, tree: Path, work: Path) -> list[dict]:
         f"test-command = {json.dumps(oracle(module, cfg))}\n"
         "[cosmic-ray.distributor]\nname = \"local\"\n")
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    for step in (["init", str(conf), str(session)], ["exec", str(conf), str(session)]):
+    steps = [["exec", str(conf), str(session)]]
+    if not session.exists():
+        # init writes the session under a temporary name: a stop during init leaves none
+        fresh = session.with_suffix(".init")
+        fresh.unlink(missing_ok=True)
+        subprocess.run(["cosmic-ray", "init", str(conf), str(fresh)], cwd=tree, env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        os.replace(fresh, session)
+    for step in steps:
         subprocess.run(["cosmic-ray", *step], cwd=tree, env=env, check=True,
                        stdout=subprocess.DEVNULL)
     dump = subprocess.run(["cosmic-ray", "dump", str(session)], cwd=tree, env=env, check=True,
@@ -153,28 +166,37 @@ def main() -> int:
     ap.add_argument("--results", default=str(ROOT / "docs" / "mutation"),
                     help="where each module's result is saved (default docs/mutation/)")
     ap.add_argument("--report", action="store_true", help="add up the saved results only")
+    ap.add_argument("--commit", default="HEAD", help="the commit to measure (default HEAD; "
+                    "give an older one to go on with a run begun there)")
+    ap.add_argument("--work", default=str(ROOT / ".mutation"),
+                    help="where sessions are kept by commit, so a stopped run goes on "
+                    "(default .mutation/)")
     args = ap.parse_args()
     cfg = settings()
     folder = Path(args.results)
     if args.report:
         return report(folder, cfg)
     chosen = modules(cfg, args.module)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.strip()
+    got = subprocess.run(["git", "rev-parse", "--verify", "-q", args.commit + "^{commit}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    if got.returncode != 0:
+        print(f"mutation: no such commit: {args.commit}", file=sys.stderr)
+        return 2
+    commit = got.stdout.strip()
+    sessions = Path(args.work) / commit[:12]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         trees = [Path(tmp) / f"tree{j}" for j in range(max(1, args.jobs))]
         for tree in trees:
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=ROOT,
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT,
                            check=True, capture_output=True)
         free = list(trees)
 
         def one(module: str) -> dict:
             tree = free.pop()
             try:
-                work = Path(tempfile.mkdtemp(dir=tmp))
                 t = time.monotonic()
-                records = run_module(module, cfg, tree, work)
+                records = run_module(module, cfg, tree, sessions)
                 result = summarise(module, records, time.monotonic() - t, commit, cfg)
             finally:
                 free.append(tree)
