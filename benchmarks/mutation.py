@@ -25,7 +25,9 @@ the end of a session) loses nothing: each module's cosmic-ray session is kept un
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
+import hashlib
 import json
 import os
 import subprocess
@@ -60,7 +62,66 @@ def oracle(module: str, cfg: dict) -> str:
     return cfg["test-command"]
 
 
-def run_module(module: str, cfg: dict, tree: Path, work: Path) -> list[dict]:
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the module's annotations are, as ((row, col), (end row, end col)); none unless
+    it has `from __future__ import annotations`. Under that import (PEP 563) an annotation
+    is kept as a string and never evaluated, and nothing in allocheck reads one back (no
+    `get_type_hints`, no `Field.type`), so a mutant inside one (`int | None` -> `int - None`)
+    cannot change behaviour: it is skipped, not run (each such survivor costs a whole run
+    of the fast checks)."""
+    tree = ast.parse(source)
+    if not any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+               and any(a.name == "annotations" for a in n.names) for n in tree.body):
+        return []
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+    return [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0))
+            for a in found]
+
+
+def sampled(key: str, fraction: float, seed: int) -> bool:
+    """Is the mutant named `key` in the seeded sample? The same for every run and machine
+    (a hash, not Python's salted `hash`)."""
+    if fraction >= 1.0:
+        return True
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < fraction * 2**64
+
+
+ANNOTATION = "in an annotation (never evaluated)"
+UNSAMPLED = "not in the sample"
+
+
+def skip(session: Path, source: str, fraction: float, seed: int) -> None:
+    """Mark the mutants that are not run as skipped, with the reason as their output: those
+    inside an annotation, and those outside the seeded sample."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = annotation_spans(source)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            why = None
+            for m in item.mutations:
+                start, end = tuple(m.start_pos), tuple(m.end_pos)
+                if any(a <= start and end <= b for a, b in spans):
+                    why = ANNOTATION
+                elif not sampled(f"{m.module_path}:{start[0]}:{start[1]}:{m.operator_name}:"
+                                 f"{m.occurrence}", fraction, seed):
+                    why = UNSAMPLED
+            if why is not None:
+                db.set_result(item.job_id, WorkResult(output=why,
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def run_module(module: str, cfg: dict, tree: Path, work: Path, fraction: float = 1.0,
+               seed: int = 0) -> list[dict]:
     """cosmic-ray init (unless a session of this commit exists), exec (the mutants not yet
     judged) and dump for one module; the dump's records."""
     work.mkdir(parents=True, exist_ok=True)
@@ -81,6 +142,7 @@ def run_module(module: str, cfg: dict, tree: Path, work: Path) -> list[dict]:
         fresh.unlink(missing_ok=True)
         subprocess.run(["cosmic-ray", "init", str(conf), str(fresh)], cwd=tree, env=env,
                        check=True, stdout=subprocess.DEVNULL)
+        skip(fresh, (tree / module).read_text(), fraction, seed)
         os.replace(fresh, session)
     for step in steps:
         subprocess.run(["cosmic-ray", *step], cwd=tree, env=env, check=True,
@@ -94,13 +156,17 @@ def outcome(record: list) -> str:
     _item, result = record
     if result is None:
         return "pending"
+    if result.get("worker_outcome") == "skipped":
+        return {ANNOTATION: "annotation", UNSAMPLED: "unsampled"}.get(result.get("output"), "skipped")
     if result.get("worker_outcome") != "normal":
         return result.get("worker_outcome", "?")
     return result.get("test_outcome", "?")
 
 
-def summarise(module: str, records: list, seconds: float, commit: str, cfg: dict) -> dict:
-    """One module's result as saved: counts by outcome and every survivor."""
+def summarise(module: str, records: list, seconds: float, commit: str, cfg: dict,
+              fraction: float = 1.0, seed: int = 0) -> dict:
+    """One module's result as saved: counts by outcome (`annotation` and `unsampled`: not
+    run), the sample it was measured on, and every survivor."""
     counts: dict[str, int] = {}
     survivors: list[str] = []
     for rec in records:
@@ -111,8 +177,8 @@ def summarise(module: str, records: list, seconds: float, commit: str, cfg: dict
                 survivors.append(f"{m['module_path']}:{m['start_pos'][0]} "
                                  f"{m['operator_name']} #{m['occurrence']}")
     return {"module": module, "commit": commit, "oracle": oracle(module, cfg),
-            "mutants": len(records), "outcomes": counts, "survivors": survivors,
-            "seconds": round(seconds, 1)}
+            "mutants": len(records), "sample": fraction, "seed": seed, "outcomes": counts,
+            "survivors": survivors, "seconds": round(seconds, 1)}
 
 
 def save(result: dict, folder: Path) -> None:
@@ -133,7 +199,8 @@ def report(folder: Path, cfg: dict) -> int:
         stale = subprocess.run(["git", "diff", "--quiet", r["commit"], "--", r["module"]],
                                cwd=ROOT).returncode != 0
         k, sv = r["outcomes"].get("killed", 0), r["outcomes"].get("survived", 0)
-        print(f"{r['module']}: {r['mutants']} mutants, {k} killed, {sv} survived at "
+        part = f" (sample {r['sample']:g}, seed {r['seed']})" if r.get("sample", 1.0) < 1.0 else ""
+        print(f"{r['module']}: {r['mutants']} mutants{part}, {k} killed, {sv} survived at "
               f"{r['commit'][:10]}{' (changed since)' if stale else ''}")
     print(f"\nmeasured {len(done & wanted)} of {len(wanted)} modules; " + score(results))
     missing = sorted(wanted - done)
@@ -168,6 +235,9 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="add up the saved results only")
     ap.add_argument("--commit", default="HEAD", help="the commit to measure (default HEAD; "
                     "give an older one to go on with a run begun there)")
+    ap.add_argument("--sample", type=float, default=1.0, help="run this fraction of each "
+                    "module's mutants, a seeded sample (default 1: all)")
+    ap.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     ap.add_argument("--work", default=str(ROOT / ".mutation"),
                     help="where sessions are kept by commit, so a stopped run goes on "
                     "(default .mutation/)")
@@ -183,7 +253,12 @@ def main() -> int:
         print(f"mutation: no such commit: {args.commit}", file=sys.stderr)
         return 2
     commit = got.stdout.strip()
+    if not 0.0 < args.sample <= 1.0:
+        print(f"mutation: --sample must be in (0, 1], not {args.sample}", file=sys.stderr)
+        return 2
     sessions = Path(args.work) / commit[:12]
+    if args.sample < 1.0:
+        sessions = sessions / f"sample-{args.sample:g}-seed-{args.seed}"
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         trees = [Path(tmp) / f"tree{j}" for j in range(max(1, args.jobs))]
@@ -196,8 +271,9 @@ def main() -> int:
             tree = free.pop()
             try:
                 t = time.monotonic()
-                records = run_module(module, cfg, tree, sessions)
-                result = summarise(module, records, time.monotonic() - t, commit, cfg)
+                records = run_module(module, cfg, tree, sessions, args.sample, args.seed)
+                result = summarise(module, records, time.monotonic() - t, commit, cfg,
+                                   args.sample, args.seed)
             finally:
                 free.append(tree)
             save(result, folder)
