@@ -25,6 +25,7 @@ Regenerate after a deliberate model change: `python tests/golden/make.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -368,3 +369,15 @@ def test_meta_test_reports_a_missing_golden_run() -> None:
     gaps = coverage_gaps(uses(kept), exist)
     assert any(g.startswith("move_module(area, npages) is used by no golden run under v5.2's own")
                for g in gaps)
+
+
+def test_states_are_values() -> None:
+    """A state and each of its parts are frozen and hashable: the BFS engine keeps states in
+    a set and the step cache keys on their parts (mutation testing: a part made mutable,
+    hence unhashable, went unnoticed, since no fast check hashed a state)."""
+    s = System.build("v5.19").initial()
+    parts = [s, *(getattr(s, f.name) for f in dataclasses.fields(s))]
+    assert len({hash(p) for p in parts}) == len(parts)
+    for part in parts:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(part, dataclasses.fields(part)[0].name, None)
