@@ -289,7 +289,11 @@ class Flags:
                 allowed = ", ".join(str(v).lower() if isinstance(v, bool) else v
                                     for v in FLAG_INFO[name].values)
                 raise ProfileError(f"flag {name} cannot be {value!r}; allowed: {allowed}")
-        return dataclasses.replace(self, **overrides)
+        # each value as the one object FLAG_INFO lists (a `--set` string is a new object):
+        # a flag is then one of a few known objects wherever it came from
+        canonical = {name: next(v for v in FLAG_INFO[name].values if v == value)
+                     for name, value in overrides.items()}
+        return dataclasses.replace(self, **canonical)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

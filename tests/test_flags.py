@@ -12,7 +12,7 @@ import pytest
 import tests.test_users as test_users
 from model.actions import ACTIONS, Instance
 from model.logic import CONCRETE
-from model.profiles import FLAG_INFO, PROFILES, SEEDED_BUGS
+from model.profiles import FLAG_INFO, PROFILES, SEEDED_BUGS, parse_flag_value
 from model.state import initial_state
 from model.system import System
 from search.engines import bmc
@@ -51,6 +51,18 @@ ELSEWHERE: dict[str, str] = {
     "collapse_same_flags": "test_collapse_without_the_flags_test_breaks_direct_map_integrity",
     "rox_cache_free": "test_rox_cache_free_flag_decides_the_free_path",
 }
+
+
+def test_a_flag_is_one_of_the_objects_flag_info_lists() -> None:
+    """Under a profile or a `--set` override alike, so that comparing a flag by identity
+    (`is`) and by value (`==`) agree everywhere (mutation testing: `!=` -> `is not` on a
+    string flag changed nothing only because every value was a literal)."""
+    for prof in PROFILES.values():
+        for name, info in FLAG_INFO.items():
+            assert any(getattr(prof.flags, name) is v for v in info.values), (prof.name, name)
+    text = "".join(["rox_", "cache"])  # a new string object, as a command line's
+    flags = PROFILES["v6.0"].flags.with_overrides({"execmem": parse_flag_value("execmem", text)})
+    assert flags.execmem is FLAG_INFO["execmem"].values[FLAG_INFO["execmem"].values.index(text)]
 
 
 def test_every_flag_has_a_witness() -> None:

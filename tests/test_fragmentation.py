@@ -259,6 +259,8 @@ def test_vmalloc_rebuilds_follow_the_collapse_flags() -> None:
     for p in ("v6.13-rc1", "v6.15", "v6.17", "v6.10"):
         got[p] = vmalloc_rebuilds(module_design(PROFILES[p].flags, 4, M), w)
     assert got == {"v6.13-rc1": 0, "v6.15": 8, "v6.17": 11, "v6.10": 0}
+    # loads and unloads add up (mutation testing: 8 ^ 3 is 8 + 3, so `+` -> `^` went unseen)
+    assert vmalloc_rebuilds(module_design(PROFILES["v6.17"].flags, 4, M), Workload(2, 3)) == 8
 
 
 def test_command_trampolines_and_no_gbpages(capsys: pytest.CaptureFixture[str]) -> None:
@@ -270,6 +272,10 @@ def test_command_trampolines_and_no_gbpages(capsys: pytest.CaptureFixture[str]) 
     rows = {r["profile"]: r for r in doc["results"]}
     assert list(rows) == ["v5.19", "v6.1", "v6.8"]
     assert rows["v6.1"]["worst"]["value"] == 3 and rows["v6.1"]["level3"]["worst"]["value"] == 2
+    # a trampoline page holds one trampoline, made executable or RO (mutation testing: the
+    # JSON's programs_per_unit of the 5.5 to 6.0 design went unchecked)
+    assert [rows[p]["design"]["programs_per_unit"] for p in ("v5.19", "v6.1")] == [1, 1]
+    assert [rows[p]["design"]["changes_alias"] for p in ("v5.19", "v6.1")] == [False, True]
     assert doc["machine"]["leaves_per_1gib_page"] == 512
     code = search.cli.main(["fragmentation", "--profile", "v5.18-rc1", "--load", "3", "--runs",
                             "5", "--json", "--no-gbpages"])

@@ -86,6 +86,11 @@ def text_range(c: Ctx, area: int, npages: int, owner: int) -> range:
     return range(start, start + npages)
 
 
+def data_range(c: Ctx, area: int, npages: int) -> range:
+    """A module's pages after its text (`text_range`): its data; none for one page."""
+    return range(text_range(c, area, npages, OWN_MODULE).stop, c.bounds.zone(area).start + npages)
+
+
 def _flush_on_alloc(s: State, area: int, c: Ctx, L: Logic) -> State:
     if c.flags.flush_reset_perms and c.flags.free_resets_perms:
         return set_vm_flush_reset_perms(s, area, L)
@@ -177,10 +182,9 @@ def _lock_call(s: State, p: dict[str, Any], c: Ctx, L: Logic, w: bool | None,
     if c.flags.set_memory_errors != "checked":
         return s
     # d1909c022173 (6.9): complete_formation fails, load_module frees the module memory
-    text = text_range(c, area, n, OWN_MODULE)
-    data = range(text.stop, c.bounds.zone(area).start + n)
     return L.when(L.and_(err, L.eq(s.areas.owner[area], OWN_MODULE)), s,
-                  lambda t: module_memfree(t, area, n, fail, c, L, text, data))
+                  lambda t: module_memfree(t, area, n, fail, c, L, text_range(c, area, n, OWN_MODULE),
+                                           data_range(c, area, n)))
 
 
 @action("code", ("area", "npages", "fail"), _lock_domain,
@@ -225,9 +229,9 @@ def module_enable_text_rox(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> Sta
 def module_memfree_(s: State, p: dict[str, Any], c: Ctx, L: Logic) -> State:
     """free_module -> module_memfree (kernel/module.c): unload a module, restoring the
     permissions by hand before 5.2, through VM_FLUSH_RESET_PERMS from 5.2."""
-    text = text_range(c, p["area"], p["npages"], OWN_MODULE)
-    data = range(text.stop, c.bounds.zone(p["area"]).start + p["npages"])
-    return module_memfree(s, p["area"], p["npages"], p["fail"], c, L, text, data)
+    area, n = p["area"], p["npages"]
+    return module_memfree(s, area, n, p["fail"], c, L, text_range(c, area, n, OWN_MODULE),
+                          data_range(c, area, n))
 
 
 # ---- BPF before packs: one JIT image per program ----------------------------------
