@@ -12,12 +12,14 @@ import pytest
 
 import search.cli
 from model.placement import (
+    Event,
     Machine,
     Workload,
     check_placement,
     design,
     events,
     module_design,
+    split_regions,
     trampoline_design,
     vmalloc_rebuilds,
 )
@@ -248,6 +250,26 @@ def test_trampolines_by_hand() -> None:
     assert trampoline_design(PROFILES["v6.8"].flags, 512, M) == design(PROFILES["v6.8"].flags, 512, M)
     with pytest.raises(ValueError, match="no BPF trampolines"):
         trampoline_design(PROFILES["v5.2"].flags, 512, M)
+
+
+def test_events_regions_and_placements_by_hand() -> None:
+    """Three rules mutation testing found unchecked: churn beyond the load unloads the
+    programs the churn itself loaded (each load a new program); two changed leaves in one
+    1 GiB page split it once; a 4 KiB page is never placed in a leaf an order-9 block holds,
+    nor one more page in a leaf than it has frames."""
+    d = trampoline_design(PROFILES["v6.1"].flags, 512, M)  # a page per trampoline
+    got = [(e.unit, e.alloc) for e in events(d, Workload(1, 3))]
+    assert got == [(0, True), (0, False), (1, True), (1, False), (2, True), (2, False), (3, True)]
+    m = Machine(leaves=4, frames=2, gib=2)
+    evs = events(trampoline_design(PROFILES["v6.1"].flags, 2, m), Workload(2))
+    assert len(split_regions({0: [0], 1: [1]}, evs, m)) == 1
+    assert len(split_regions({0: [0], 1: [2]}, evs, m)) == 2
+    page, block = Event(0, True, 1, False, True), Event(1, True, 2, True, False)
+    assert check_placement({0: [0], 1: [1]}, [block, page], m) is None
+    assert "no free frame" in (check_placement({0: [1], 1: [1]}, [block, page], m) or "")
+    three = [Event(u, True, 1, False, True) for u in range(3)]
+    assert check_placement({0: [0], 1: [0], 2: [1]}, three, m) is None
+    assert "no free frame" in (check_placement({0: [0], 1: [0], 2: [0]}, three, m) or "")
 
 
 def test_vmalloc_rebuilds_follow_the_collapse_flags() -> None:
