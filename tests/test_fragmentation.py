@@ -206,6 +206,7 @@ def test_one_gib_pages_by_hand() -> None:
     assert _worst3("bpf", "v6.0", 1, m=GB) == 2  # 512 pages over both 1 GiB pages
     assert _worst3("modules", "v6.13-rc1", 5, m=GB) == 1  # one cache huge page taken out
     assert _worst3("bpf", "v5.2", 8, m=M) == 0  # gib=0: no 1 GiB pages
+    assert (M.regions, Machine(leaves=5, gib=2).regions) == (0, 3)  # the last one partial
     assert _worst3("bpf", "v5.2", 0, m=GB) == 0
     # powerpc 5.13 never touches its linear map
     assert _worst3("bpf", "v5.13-powerpc", 8, m=GB) == 0
