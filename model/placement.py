@@ -100,13 +100,13 @@ def design(flags: Flags, prog_size: int, machine: Machine) -> Design:
     """The BPF program design of a profile: per-program images (module_alloc), or packs of
     PAGE_SIZE, of one PMD (5.18-rc1, mapped huge), or PMD_SIZE * nodes mapped with 4 KiB
     pages (6.0 on: module_alloc does not opt in to huge vmalloc)."""
-    never = _never_changed(flags, -(-prog_size // PAGE_SIZE))
+    pages = -(-prog_size // PAGE_SIZE)  # of one program's image
+    never = _never_changed(flags, pages)
     if never is not None:
         return never
     chunks = -(-prog_size // BPF_PROG_CHUNK_SIZE)
     per_page = max(1, (PAGE_SIZE // BPF_PROG_CHUNK_SIZE) // chunks)
     if not flags.bpf_prog_pack:
-        pages = -(-prog_size // PAGE_SIZE)
         return Design("module_alloc per program", pages, False, 1,
                       "bpf_jit_binary_alloc: one module_alloc image per program (5.2 to 5.17)")
     if flags.pack_size == "page":

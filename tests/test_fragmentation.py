@@ -165,6 +165,8 @@ def test_module_text_worst_cases_by_hand() -> None:
     assert _module_worst("v6.10", 1) == 4 and _module_worst("v6.10", 20) == 80
     # 6.13-rc1's ROX cache takes whole huge pages out of the direct map: nothing splits
     assert _module_worst("v6.13-rc1", 200) == 0
+    # 5.18-rc1 maps a PMD_SIZE module with a PMD, one module to a leaf, and splits it
+    assert _module_worst("v5.18-rc1", 3, pages=M.frames) == 3
     # 6.15's temp RW splits the alias leaf of each cache huge page in use: 200 modules of
     # 4 pages fill two huge pages of 512 frames
     assert _module_worst("v6.15", 1) == 1 and _module_worst("v6.15", 200) == 2
@@ -251,6 +253,19 @@ def test_trampolines_by_hand() -> None:
     assert trampoline_design(PROFILES["v6.8"].flags, 512, M) == design(PROFILES["v6.8"].flags, 512, M)
     with pytest.raises(ValueError, match="no BPF trampolines"):
         trampoline_design(PROFILES["v5.2"].flags, 512, M)
+
+
+def test_image_pages_and_the_designs_that_never_change_the_direct_map() -> None:
+    """A program's image is its size in pages, rounded up, in every design; the direct map
+    is never changed without set_memory_* or without alias processing (mutation testing:
+    the rounding at exact multiples of a page, and `and` -> `or`, went unchecked)."""
+    for profile in ("v5.2", "v5.13-powerpc"):
+        flags = PROFILES[profile].flags
+        assert [design(flags, n, M).pack_pages for n in (4096, 4097, 1)] == [1, 2, 1]
+    for off in ({"cpa_alias": False}, {"set_memory": False}):
+        d = design(PROFILES["v5.2"].flags.with_overrides(off), 512, M)
+        assert d.name == "direct map never changed" and not d.changes_alias, off
+    assert design(PROFILES["v5.2"].flags, 512, M).changes_alias
 
 
 def test_events_regions_and_placements_by_hand() -> None:
