@@ -267,3 +267,20 @@ def test_vmalloc_to_page_takes_no_reference_past_the_models_bound() -> None:
     assert enabled(with_get, 0) and not enabled(with_get, 1)
     without = System.build("v5.19", overrides={"driver_get_page": False})
     assert enabled(without, 0) and enabled(without, 1)
+
+
+@pytest.mark.parametrize(("order", "first", "then"), [("ro_then_x", "set_memory_ro", "set_memory_x"),
+                                                      ("x_then_ro", "set_memory_x", "set_memory_ro")])
+def test_a_loader_locks_text_in_its_versions_order(order: str, first: str, then: str) -> None:
+    """RO then X from 5.2 (f2c65fb3221a); X then RO is the x-before-ro seeded bug. Only the
+    first call is enabled on written text, only the second after it (mutation testing:
+    `which == first` -> `which <= first` let set_memory_ro in first under x_then_ro)."""
+    system = System.build("v5.2", overrides={**QUIET_USERS, "lock_order": order})
+    load = ["move_module(area=0, npages=2)"]
+
+    def locks(calls: list[str]) -> set[str]:
+        return {i.name for i in system.enabled(reach(system, calls))
+                if i.name in (first, then) and str(i).startswith(f"{i.name}(area=0, npages=2")}
+
+    assert locks(load) == {first}
+    assert locks([*load, f"{first}(area=0, npages=2, fail=false)"]) == {then}
