@@ -83,3 +83,26 @@ def test_the_presets_are_scopes() -> None:
     assert PRESETS["small"] == DEFAULT_BOUNDS
     assert (PRESETS["wide"].frames, PRESETS["wide"].hpage, PRESETS["wide"].areas) == (16, 4, 4)
     assert PRESETS["numa"].nodes == 2
+
+
+@pytest.mark.parametrize(("text", "refusal"), [
+    ("progs=1234567", "bound progs=123456... (7 digits) is out of range 1..4"),
+    ("progs=-1234567", "is out of range 1..4"),
+    ("refs=" + "9" * 5000, "(5000 digits) is out of range 0..4"),
+    ("x" * 100 + "=1", "bad bound 'xxxx"),
+    ("progs=" + "z" * 100, "bound progs needs a whole number, got 'zzz"),
+])
+def test_parse_refuses_absurd_text_in_one_short_line(text: str, refusal: str) -> None:
+    """However long the text, the refusal is one line that quotes at most 60 characters
+    of it (mutation testing: a 7-digit bound read as half the range's top, and the quote
+    never cut, went unchecked by the fast checks)."""
+    with pytest.raises(BoundsError) as got:
+        Bounds.parse(text)
+    message = str(got.value)
+    assert refusal in message and "\n" not in message and len(message) < 160, message
+
+
+def test_parse_fills_in_frames_or_areas() -> None:
+    assert Bounds.parse("hpage=2,areas=3") == _bounds({"frames": 6, "hpage": 2, "areas": 3})
+    assert Bounds.parse("frames=8,hpage=4") == _bounds({"frames": 8, "hpage": 4, "areas": 2})
+    assert Bounds.parse(" wide ") == PRESETS["wide"]
