@@ -100,7 +100,7 @@ def _reason(checks: list[tuple[Any, int]], L: Logic) -> Any:
     return out
 
 
-def free_checks(s: State, frames: range, compound: bool, L: Logic, debug_vm: bool = True) -> list[Any]:
+def free_checks(s: State, frames: range, compound: bool, L: Logic, debug_vm: bool) -> list[Any]:
     """free_pages_prepare (mm/page_alloc.c, 5.17) on a 2^order block: for each page, the
     reason bad_page would print, or BAD_NONE.
 
