@@ -65,6 +65,17 @@ def test_a_flag_is_one_of_the_objects_flag_info_lists() -> None:
     assert flags.execmem is FLAG_INFO["execmem"].values[FLAG_INFO["execmem"].values.index(text)]
 
 
+def test_every_flag_value_can_be_set_and_no_other() -> None:
+    """Each flag's values are distinct and of one type, and `--set` accepts each of them
+    under any profile (mutation testing: a flag's values turned into (True, True), which
+    refuses the seeded bug's False, went unnoticed: its witness is not a fast check)."""
+    for name, info in FLAG_INFO.items():
+        assert len(set(info.values)) == len(info.values) >= 2, name
+        assert len({type(v) for v in info.values}) == 1, name
+        for v in info.values:
+            assert getattr(PROFILES["v5.2"].flags.with_overrides({name: v}), name) == v
+
+
 def test_every_flag_has_a_witness() -> None:
     seeded = {f for b in SEEDED_BUGS for f in b.overrides}
     covered = seeded | set(VERDICT) | set(STEP) | set(ELSEWHERE)
