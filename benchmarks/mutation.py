@@ -55,11 +55,14 @@ def modules(cfg: dict, chosen: list[str]) -> list[str]:
 
 
 def oracle(module: str, cfg: dict) -> str:
-    """The test command that judges `module`'s mutants."""
+    """The test command that judges `module`'s mutants: its own (`oracles`), or the fast
+    checks followed by the module's own tests (`extra`)."""
     for pattern, command in cfg.get("oracles", {}).items():
         if fnmatch.fnmatch(module, pattern):
             return command
-    return cfg["test-command"]
+    extra = [tests for pattern, tests in cfg.get("extra", {}).items()
+             if fnmatch.fnmatch(module, pattern)]
+    return " ".join([cfg["test-command"], *extra])
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
