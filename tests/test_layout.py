@@ -11,6 +11,7 @@ import pytest
 from model.actions.base import Ctx
 from model.actions.bpf_pack import chunk_cells, pack_pages
 from model.actions.code import data_range, text_range
+from model.actions.scenario_pages import _block, orders
 from model.bounds import Bounds
 from model.profiles import PROFILES
 from model.state import OWN_BPF_JIT, OWN_MODULE
@@ -41,3 +42,20 @@ def test_a_modules_text_then_data_are_its_image(bounds: Bounds) -> None:
             assert [*text, *data] == list(zone[:n])
             assert len(data) == (1 if n > 1 else 0)
             assert text_range(c, area, n, OWN_BPF_JIT) == zone[:n]
+
+
+@pytest.mark.parametrize("bounds", SCOPES, ids=str)
+def test_a_buddy_block_is_aligned_and_inside_one_huge_page(bounds: Bounds) -> None:
+    """Every frame and order of the scope: a block exactly where the frame is aligned to
+    the order, then within the scope and one huge page (mutation testing: refusing the
+    block that ends at the scope's end went unnoticed)."""
+    c = Ctx(bounds, PROFILES["v5.19"].flags)
+    assert list(orders(c)) == list(range(bounds.hpage.bit_length()))
+    for order in orders(c):
+        n = 1 << order
+        for frame in range(bounds.frames):
+            blk = _block(c, frame, order)
+            assert (blk is not None) == (frame % n == 0), (frame, order)
+            if blk is not None:
+                assert blk == range(frame, frame + n) and blk.stop <= bounds.frames
+                assert frame // bounds.hpage == (blk.stop - 1) // bounds.hpage

@@ -50,9 +50,11 @@ def orders(c: Ctx) -> range:
 
 
 def _block(c: Ctx, frame: int, order: int) -> range | None:
+    """The buddy block of 2^order frames at `frame`, None unless it is one: naturally
+    aligned. An order of `orders` is at most hpage's and both are powers of two, so an
+    aligned block lies within one huge page, and the scope ends at a huge page's end."""
     n = 1 << order
-    hp = c.bounds.hpage
-    if frame % n or frame + n > c.bounds.frames or frame // hp != (frame + n - 1) // hp:
+    if frame % n:
         return None
     return range(frame, frame + n)
 
