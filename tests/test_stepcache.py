@@ -10,7 +10,7 @@ import pytest
 
 from model.actions import Instance
 from model.bounds import WIDE, Bounds
-from model.enabled import EnabledCache
+from model.enabled import EnabledCache, _tuple_recording
 from model.logic import CONCRETE
 from model.profiles import PROFILES
 from model.state import State
@@ -105,3 +105,20 @@ def test_full_tables_are_emptied_without_changing_answers(monkeypatch: pytest.Mo
     walker = Walker(system, seed=11)
     got = [(str(i), s) for _ in range(10) for i, s in walker.walk(20)]
     assert got == _plain_walk(system, 11, 10, 20)
+
+
+def test_the_recorder_notes_what_a_guard_reads() -> None:
+    """Element by element where a guard indexes, negative indices by their position; the
+    whole field for anything else, a tuple added in front of it too (mutation testing:
+    the position of `t[-1]` and `tuple + t` went unchecked, no guard using either)."""
+    read: list[str] = []
+    rec = _tuple_recording((5, 6, 7), "pages.kind", read)
+    assert (rec[-1], rec[0]) == (7, 5) and read == ["pages.kind[2]", "pages.kind[0]"]
+    read.clear()
+    assert rec[1:] == (6, 7) and read == ["pages.kind[1]", "pages.kind[2]"]
+    read.clear()
+    assert (4,) + rec == (4, 5, 6, 7) and rec + (8,) == (5, 6, 7, 8)  # noqa: RUF005 (the operators are what is tested)
+    assert read == ["pages.kind", "pages.kind"]
+    read.clear()
+    assert list(rec) == [5, 6, 7] and 6 in rec and rec.index(7) == 2
+    assert read == ["pages.kind"] * 3
