@@ -122,3 +122,17 @@ def test_the_recorder_notes_what_a_guard_reads() -> None:
     read.clear()
     assert list(rec) == [5, 6, 7] and 6 in rec and rec.index(7) == 2
     assert read == ["pages.kind"] * 3
+
+
+def test_a_guards_table_keeps_answers_for_more_than_one_state() -> None:
+    """The cache is for speed: going back to a state answers every guard from its tables
+    (mutation testing: a table emptied on every insertion, or a limit of 0 or 1, changed
+    no answer and went unnoticed)."""
+    system = System.build("v5.19")
+    cache = EnabledCache(system.instances, system.ctx)
+    s0 = system.initial()
+    s1 = system.step(s0, system.enabled(s0)[0])
+    assert cache.enabled(s0) == system.enabled(s0) and cache.enabled(s1) == system.enabled(s1)
+    hits = cache.hits
+    assert cache.enabled(s0) == system.enabled(s0)
+    assert cache.hits - hits == len(system.instances)
