@@ -284,3 +284,16 @@ def test_a_loader_locks_text_in_its_versions_order(order: str, first: str, then:
 
     assert locks(load) == {first}
     assert locks([*load, f"{first}(area=0, npages=2, fail=false)"]) == {then}
+
+
+@pytest.mark.parametrize(("profile", "flags"), [("v5.2", {"0", "VM_NO_HUGE_VMAP"}),
+                                                ("v5.18-rc1", {"0", "VM_NO_HUGE_VMAP"}),
+                                                ("v5.19", {"0", "VM_ALLOW_HUGE_VMAP"})])
+def test_a_vm_flag_is_passed_only_where_the_kernel_has_it(profile: str, flags: set[str]) -> None:
+    """__vmalloc_node_range's vm_flags: VM_ALLOW_HUGE_VMAP where huge vmalloc is opt-in
+    (559089e0a93d, 5.18-rc4), VM_NO_HUGE_VMAP where it is not (mutation testing: both rules
+    could be inverted unnoticed)."""
+    system = System.build(profile, scenario=True)
+    got = {str(i).split("vm_flags=")[1].split(",")[0] for i in system.enabled(system.initial())
+           if str(i).startswith("__vmalloc_node_range(")}
+    assert got == flags
