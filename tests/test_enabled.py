@@ -297,3 +297,20 @@ def test_a_vm_flag_is_passed_only_where_the_kernel_has_it(profile: str, flags: s
     got = {str(i).split("vm_flags=")[1].split(",")[0] for i in system.enabled(system.initial())
            if str(i).startswith("__vmalloc_node_range(")}
     assert got == flags
+
+
+def test_remap_vmalloc_range_stops_at_the_models_refcount_bound() -> None:
+    """Each remap takes a reference on every page (on the head for a tail): enabled while
+    the counts stay within max_ref, then not (mutation testing: the bound over an empty
+    range of frames went unnoticed)."""
+    system = System.build("v5.19", scenario=True)
+    calls = ["vmalloc_user(area=0, npages=2)"]
+    remaps = 0
+    while True:
+        s = reach(system, calls)
+        if "remap_vmalloc_range(addr=0)" not in {str(i) for i in system.enabled(s)}:
+            break
+        calls.append("remap_vmalloc_range(addr=0)")
+        remaps += 1
+    assert remaps == system.bounds.max_ref - 1  # from vmalloc's one reference to max_ref
+    assert max(s.pages.refcount[f] for f in system.bounds.zone(0)) == system.bounds.max_ref

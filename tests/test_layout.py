@@ -12,6 +12,7 @@ from model.actions.base import Ctx
 from model.actions.bpf_pack import chunk_cells, pack_pages
 from model.actions.code import data_range, text_range
 from model.actions.scenario_pages import _block, orders
+from model.actions.scenario_text import numpages_at
 from model.bounds import Bounds
 from model.profiles import PROFILES
 from model.state import OWN_BPF_JIT, OWN_MODULE
@@ -59,3 +60,13 @@ def test_a_buddy_block_is_aligned_and_inside_one_huge_page(bounds: Bounds) -> No
             if blk is not None:
                 assert blk == range(frame, frame + n) and blk.stop <= bounds.frames
                 assert frame // bounds.hpage == (blk.stop - 1) // bounds.hpage
+
+
+@pytest.mark.parametrize("bounds", SCOPES, ids=str)
+def test_set_memory_numpages_from_the_areas_start(bounds: Bounds) -> None:
+    """A scenario's set_memory_*(addr, numpages) (mutation testing: `start | numpages`,
+    equal to `+` below a whole zone, went unnoticed)."""
+    c = Ctx(bounds, PROFILES["v6.2"].flags)
+    for area in range(bounds.areas):
+        for n in range(1, bounds.hpage + 1):
+            assert numpages_at(c, {"addr": area, "numpages": n}) == bounds.zone(area)[:n]

@@ -37,10 +37,15 @@ CPA_CHECKS = (
 )
 
 
+def numpages_at(c: Ctx, p: Params) -> range:
+    """The frames of set_memory_*(addr, numpages): `numpages` from the area's start."""
+    start = c.bounds.zone(p["addr"]).start
+    return range(start, start + p["numpages"])
+
+
 def _cpa(w: bool | None, x: bool | None) -> Callable[[State, Params, Ctx, Logic], State]:
     def effect(s: State, p: Params, c: Ctx, L: Logic) -> State:
-        start = c.bounds.zone(p["addr"]).start
-        frames = range(start, start + p["numpages"])
+        frames = numpages_at(c, p)
         # the callers of these years ignore the error (the 6.9/6.10 error handling is later)
         return change_page_attr(s, p["addr"], frames, w, x, p["fail"], c, L)[0]
 
@@ -83,9 +88,7 @@ def set_memory_rox(s: State, p: Params, c: Ctx, L: Logic) -> State:
     """set_memory_rox(addr, numpages) (arch/x86/mm/pat/set_memory.c, 60463628c9e0, 6.2): one
     CPA pass clearing _PAGE_RW and _PAGE_NX; the alias loses _PAGE_RW only (d597416683d5);
     from 41d88484c71c (6.15) it collapses split large pages."""
-    start = c.bounds.zone(p["addr"]).start
-    frames = range(start, start + p["numpages"])
-    return cpa_set_memory_rox(s, p["addr"], frames, p["fail"], c, L)[0]
+    return cpa_set_memory_rox(s, p["addr"], numpages_at(c, p), p["fail"], c, L)[0]
 
 
 def _addr_domain(c: Ctx) -> list[Params]:
