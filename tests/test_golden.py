@@ -381,3 +381,13 @@ def test_states_are_values() -> None:
     for part in parts:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(part, dataclasses.fields(part)[0].name, None)
+
+
+def test_instances_are_values() -> None:
+    """An action instance is frozen and hashable, equal by action and parameters (mutation
+    testing: a mutable, hence unhashable, Instance went unnoticed)."""
+    system = System.build("v5.19")
+    a, b = system.instances[0], System.build("v5.19").instances[0]
+    assert a == b and hash(a) == hash(b) and len(set(system.instances)) == len(system.instances)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.items = ()  # type: ignore[misc]
