@@ -314,3 +314,12 @@ def test_remap_vmalloc_range_stops_at_the_models_refcount_bound() -> None:
         remaps += 1
     assert remaps == system.bounds.max_ref - 1  # from vmalloc's one reference to max_ref
     assert max(s.pages.refcount[f] for f in system.bounds.zone(0)) == system.bounds.max_ref
+
+
+def test_virt_to_page_reaches_every_page_of_a_block() -> None:
+    """virt_to_page(kaddr + index * PAGE_SIZE) on a two-page __get_free_pages block: both
+    indices (mutation testing: `frames - index` -> `frames / index` went unnoticed)."""
+    system = System.build("v5.19", bounds=Bounds(refs=2), scenario=True)
+    s = reach(system, ["__get_free_pages(page=0, frame=0, order=1)"])
+    got = {str(i) for i in system.enabled(s) if str(i).startswith("virt_to_page(")}
+    assert got == {"virt_to_page(page=1, kaddr=0, index=0)", "virt_to_page(page=1, kaddr=0, index=1)"}
