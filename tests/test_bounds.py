@@ -106,3 +106,7 @@ def test_parse_fills_in_frames_or_areas() -> None:
     assert Bounds.parse("hpage=2,areas=3") == _bounds({"frames": 6, "hpage": 2, "areas": 3})
     assert Bounds.parse("frames=8,hpage=4") == _bounds({"frames": 8, "hpage": 4, "areas": 2})
     assert Bounds.parse(" wide ") == PRESETS["wide"]
+    # all three given and out of step: refused, never one of them recomputed (a mutant of
+    # the validation sample did that silently)
+    with pytest.raises(BoundsError, match="frames=8 must equal areas\\*hpage=4"):
+        Bounds.parse("frames=8,hpage=2,areas=2")
