@@ -76,6 +76,16 @@ def test_every_flag_value_can_be_set_and_no_other() -> None:
             assert getattr(PROFILES["v5.2"].flags.with_overrides({name: v}), name) == v
 
 
+def test_a_profiles_declarations_under_faults_and_nodes_only_add() -> None:
+    """violated_with_faults and violated_with_nodes list what faults or a second node add:
+    none repeats `violated` or the other, so `expected` may take their union (a mutant of
+    the validation sample, `|` -> `^`, is equivalent only because of this)."""
+    for name, prof in PROFILES.items():
+        assert not prof.violated & prof.violated_with_faults, name
+        assert not prof.violated & prof.violated_with_nodes, name
+        assert not prof.violated_with_faults & prof.violated_with_nodes, name
+
+
 def test_every_flag_has_a_witness() -> None:
     seeded = {f for b in SEEDED_BUGS for f in b.overrides}
     covered = seeded | set(VERDICT) | set(STEP) | set(ELSEWHERE)
