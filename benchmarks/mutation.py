@@ -138,7 +138,6 @@ def run_module(module: str, cfg: dict, tree: Path, work: Path, fraction: float =
         f"test-command = {json.dumps(oracle(module, cfg))}\n"
         "[cosmic-ray.distributor]\nname = \"local\"\n")
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    steps = [["exec", str(conf), str(session)]]
     if not session.exists():
         # init writes the session under a temporary name: a stop during init leaves none
         fresh = session.with_suffix(".init")
@@ -147,9 +146,8 @@ def run_module(module: str, cfg: dict, tree: Path, work: Path, fraction: float =
                        check=True, stdout=subprocess.DEVNULL)
         skip(fresh, (tree / module).read_text(), fraction, seed)
         os.replace(fresh, session)
-    for step in steps:
-        subprocess.run(["cosmic-ray", *step], cwd=tree, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+    subprocess.run(["cosmic-ray", "exec", str(conf), str(session)], cwd=tree, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
     dump = subprocess.run(["cosmic-ray", "dump", str(session)], cwd=tree, env=env, check=True,
                           capture_output=True, text=True).stdout
     return [json.loads(line) for line in dump.splitlines() if line.strip()]

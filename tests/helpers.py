@@ -1,10 +1,12 @@
-"""Traces the tests of the trace tooling share: built by stepping the concrete model."""
+"""What several test files share: traces and states built by stepping the concrete model."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from model.bounds import WIDE
+from model.logic import CONCRETE
+from model.state import State
 from model.system import System
 from search.traces.trace import Trace, find_instances, trace_from_steps
 
@@ -20,6 +22,15 @@ def make(profile: str, calls: list[str], invariant: str | None, engine: str = "t
          overrides: dict[str, Any] | None = None, seed: int | None = 7) -> Trace:
     system = System.build(profile, bounds=WIDE, overrides=overrides)
     return trace_from_steps(system, find_instances(system, calls), invariant, engine, seed=seed)
+
+
+def reach(system: System, calls: list[str]) -> State:
+    """The state after `calls`, each checked to be enabled on the way."""
+    s = system.initial()
+    for inst in find_instances(system, calls):
+        assert inst.guard(s, system.ctx, CONCRETE), f"{inst} is not enabled on the way"
+        s = system.step(s, inst)
+    return s
 
 
 # A command as a shell starts it: SIGINT at its default and unblocked, whatever this test

@@ -24,7 +24,7 @@ from model.profiles import QUIET_USERS
 from model.state import OWN_HASH, OWN_NONE, OWN_PACK, PG_FREE, PROG_NONE, State
 from model.system import System
 from search.engines.simulate import Walker
-from search.traces.trace import find_instances
+from tests.helpers import reach
 
 PACK = "alloc_new_pack(prog={p}, area={a}, aligned=true, fail=false)"
 # a program larger than a 4 KiB pack: its own image, in the lowest free slot for two pages
@@ -117,14 +117,6 @@ GIVEN = [
           everything_in(1) | {"bpf_jit_binary_alloc(prog=1, area=1)", "bpf_int_jit_compile(prog=0)",
                               "bpf_jit_binary_free(prog=0, fail=false)"}),
 ]
-
-
-def reach(system: System, calls: list[str]) -> State:
-    s = system.initial()
-    for inst in find_instances(system, calls):
-        assert inst.guard(s, system.ctx, CONCRETE), f"{inst} is not enabled on the way"
-        s = system.step(s, inst)
-    return s
 
 
 @pytest.mark.parametrize("given", GIVEN, ids=[g.why for g in GIVEN])

@@ -16,6 +16,7 @@ from model.profiles import FLAG_INFO, PROFILES, SEEDED_BUGS, parse_flag_value
 from model.state import initial_state
 from model.system import System
 from search.engines import bmc
+from tests.helpers import reach
 
 # flag -> (profile, flipped value, invariant, depth, status under the profile, status flipped)
 VERDICT: dict[str, tuple[str, object, str, int, str, str]] = {
@@ -133,14 +134,9 @@ def test_the_rox_cache_cleaner_frees_its_huge_page_as_it_was_backed(backing: str
     each split page; either way every frame of the zone goes back free and unreported
     (mutation testing: the cleaner's `huge` inverted changed nothing under the profiles'
     split backing, and went unnoticed with compound backing set)."""
-    from search.traces.trace import find_instances
-
     system = System.build("v6.13-rc1", overrides={"huge_backing": backing})
-    s = system.initial()
-    for inst in find_instances(system, ["execmem_cache_populate(area=0, fail=false)",
-                                        "execmem_cache_clean(area=0, fail=false)"]):
-        assert inst.guard(s, system.ctx, CONCRETE), inst
-        s = system.step(s, inst)
+    s = reach(system, ["execmem_cache_populate(area=0, fail=false)",
+                       "execmem_cache_clean(area=0, fail=false)"])
     zone = system.bounds.zone(0)
     assert [s.pages.kind[f] for f in zone] == [0] * len(zone)  # PG_FREE
     assert [s.pages.refcount[f] for f in zone] == [0] * len(zone)
