@@ -69,6 +69,10 @@ def run(depth: int, workers: int, extra: list[str]
     return secs, cpu, p.returncode, results, per_profile
 
 
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 _SPIN = "x = 0\nfor i in range(20_000_000):\n    x += i * i % 7\n"
 
 
@@ -113,12 +117,12 @@ def print_profiles(columns: dict[str, dict[str, float]]) -> None:
                                           for col in columns.values()), flush=True)
 
 
-def print_ceiling(counts: list[int]) -> None:
+def print_ceiling(counts: list[int], repeat: int = 3) -> None:
     print("this machine's ceiling (a fixed pure-Python loop, alone and as W copies at once, "
-          "fastest of 3):")
+          f"fastest of {repeat}):")
     for w in counts:
         if w > 1:
-            alone, together, up = ceiling(w)
+            alone, together, up = ceiling(w, repeat)
             print(f"{w:>8} {alone:>8.2f}s alone, {together:.2f}s together: {up:.2f}x at most",
                   flush=True)
 
@@ -161,7 +165,7 @@ def main() -> None:
         return
     extra = (["--faults"] if a.faults else []) + [
         arg for p in filter(None, a.profiles.split(",")) for arg in ("--profile", p)]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = _load()
     print(f"python -m search --depth {a.depth}{' ' + ' '.join(extra) if extra else ''}: "
           f"{n} cores here; load average {load:.2f} before")
     first: list[dict[str, Any]] | None = None
@@ -197,7 +201,7 @@ def main() -> None:
     if a.isolated:
         columns["isolated"] = isolated(a.depth, list(times[counts[0]]), extra)
     print_profiles(columns)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = _load()
     print(f"load average {load:.2f} after")
     print_ceiling(counts)
 
