@@ -331,8 +331,8 @@ def _check_parser() -> _Parser:
     p.add_argument("--no-save", action="store_true", help="do not save counterexamples")
     p.add_argument("--workers", type=_workers, default=None, metavar="N",
                    help="check N profiles at a time, each in a process of its own (default: "
-                   "every core; 1: one after the other in this process). The results are "
-                   "the same whatever N")
+                   "every core; 1: one after the other in this process). The results, traces "
+                   "included, are the same whatever N")
     p.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
                    help="send the profiles' checks to the Dask cluster whose scheduler is at "
                    "ADDRESS (tcp://host:8786; started with `dask scheduler` and `dask worker "
@@ -533,6 +533,7 @@ def _check_profile(name: str, invariants: list[str], depth: int, engine: str,
     """One profile's check under --timeout: (system, settled results, interrupted).
     Pending invariants at the deadline are unknown; at an interrupt, absent."""
     from model.system import System
+    from search.engines.symbolic import fresh_z3
 
     check = _engine(engine)
     reached = [0]
@@ -547,6 +548,7 @@ def _check_profile(name: str, invariants: list[str], depth: int, engine: str,
     try:
         with _deadline(timeout):
             progress.note(f"{name}: building")
+            fresh_z3()
             system = System.build(name, bounds=bounds, faults=faults, overrides=overrides)
             if engine == "bmc":
                 results = check(system, invariants, depth, timeout=timeout,

@@ -11,10 +11,11 @@ and its longest task (v6.0 refcount_sanity, 15 s) takes longer than the whole v6
 Every task runs in a fresh interpreter (`python -m search.distribute`, the task as JSON on
 stdin, progress and the result as JSON lines on stdout). That matters twice:
 
-- z3's answer depends on what the process asked before (one global context; the terms
-  made by earlier profiles change the model z3 picks). In a fresh process a task's
-  counterexample is the one `python -m search --profile P` finds, whichever worker runs it
-  and whatever ran there before: the run is deterministic, traces included.
+- A task is alone in its process: its check's settings, signals and timeouts are its
+  own, and a crash ends one task, not the worker. (z3's answer depends on what its
+  context made before; `_check_profile` starts each profile with a new one, so a
+  task's counterexample is the one `python -m search --profile P` finds wherever it runs,
+  and the serial run's too.)
 - z3's global context is not thread-safe; a Dask worker runs its tasks in threads. There
   each thread only waits for its task's process.
 

@@ -16,6 +16,7 @@ from model.profiles import PROFILES, ProfileError
 from model.state import BAD_REASONS, BAD_REF_ZERO
 from model.system import System
 from search.engines.scenarios import NOT_REACHED, UNKNOWN, VIOLATED, Outcome, run
+from search.engines.symbolic import fresh_z3
 from search.traces.scenario_file import Scenario, ScenarioError, _safe, load
 
 EXIT_OK, EXIT_IMPOSSIBLE, EXIT_USAGE, EXIT_VIOLATED = 0, 1, 2, 12
@@ -238,6 +239,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         bounds, faults, ov, k = _settings(scenario, a)
         outs = []
         for prof in _profiles(a.profile, scenario):
+            fresh_z3()  # the profile's verdicts and traces as `--profile P` alone gives them
             try:
                 system = System.build(prof, bounds=bounds, faults=faults, overrides=ov, scenario=True)
             except ProfileError as e:

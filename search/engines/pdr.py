@@ -495,7 +495,9 @@ class Proof:
 
 
 def _key(system: System) -> tuple[Any, ...]:
-    return (system.profile.name, system.bounds, system.faults, system.scenario,
+    # z3's context too: a cached term of a context `symbolic.fresh_z3` dropped cannot meet
+    # a new one (the cached terms keep that context, and so its id, alive)
+    return (id(z3.main_ctx()), system.profile.name, system.bounds, system.faults, system.scenario,
             tuple(sorted((k, repr(v)) for k, v in system.overrides.items())))
 
 

@@ -29,6 +29,16 @@ from model.state import (
 from model.state import leaves as state_leaves
 
 
+def fresh_z3() -> None:
+    """Give z3 a new main context, as a fresh process has. Which of several shortest
+    counterexamples z3 returns (and how long it takes) depends on every term its context
+    made before; starting each profile's check from a new context makes the check of a
+    profile the same whether it runs alone, after other profiles in one process, or in a
+    worker process of its own. z3's Python API has no public call for it: the next
+    `main_ctx()` builds a new context once the module's one is dropped."""
+    z3.z3._main_ctx = None
+
+
 def fresh_state(template: State, tag: str) -> State:
     """A state of `template`'s shape whose every leaf is a new z3 constant.
 
